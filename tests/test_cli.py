@@ -1,0 +1,109 @@
+"""train.py from the command line: metrics.json, resume after SIGKILL, one-line errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import train as recipe
+from conftest import ROOT, write_bin_layout
+
+QUICK = ["--train-subset", "1536", "--test-subset", "512", "--batch-size", "128", "--max-lr", "5e-3",
+         "--no-download", "--no-progress", "--device", "cpu"]
+
+
+def cli(args, cifar_dir, **kw):
+    env = {**os.environ, "CIFAR10_DIR": str(cifar_dir), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_train_py_writes_valid_metrics_json(cifar_dir, tmp_path):
+    out = tmp_path / "run"
+    p = cli([*QUICK[:-6], "--no-download", "--no-progress", "--epochs", "2", "--out", str(out)], cifar_dir)
+    stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stderr
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("config", "params", "device", "wall_s", "final_test_acc", "history", "peak_rss_mib", "lr_finder"):
+        assert key in m
+    assert m["params"] == 26_074 and m["device"] == "cpu" and m["config"]["train_subset"] == 1536
+    assert [h["epoch"] for h in m["history"]] == [1, 2]
+    for h in m["history"]:
+        assert set(h) >= {"train_loss", "train_acc", "test_loss", "test_acc", "lr"} and h["lr"] > 0
+    assert m["final_test_acc"] == m["history"][-1]["test_acc"]
+    assert m["max_lr"] == m["lr_finder"]["suggested"] > 0
+    assert 0 < m["peak_rss_mib"] < 4096
+    for png in ("losses.png", "accs.png", "lr_finder.png", "lr_schedule.png", "confusion.png", "attention.png"):
+        assert (out / png).stat().st_size > 1000
+    assert "Epoch  2/2" in stdout
+
+
+def test_run_killed_mid_epoch_resumes_to_the_same_result(cifar_dir, tmp_path):
+    args = [*QUICK, "--epochs", "3"]
+    whole = cli([*args, "--out", str(tmp_path / "whole")], cifar_dir)
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+
+    killed = cli([*args, "--out", str(tmp_path / "cut")], cifar_dir)
+    ckpt = tmp_path / "cut" / "checkpoint.pt"
+    deadline = time.time() + 240
+    while not ckpt.exists() and time.time() < deadline:  # epoch 1 done: now inside epoch 2
+        time.sleep(0.05)
+    time.sleep(0.3)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "cut" / "metrics.json").exists()
+
+    resumed = cli([*args, "--out", str(tmp_path / "cut"), "--resume"], cifar_dir)
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert "resumed from" in stdout
+    a = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert len(b["history"]) == 3
+    for ra, rb in zip(a["history"], b["history"]):
+        assert ra.keys() == rb.keys()
+        assert all(abs(ra[k] - rb[k]) <= 1e-6 for k in ra)
+    assert a["step_lrs"] == b["step_lrs"]
+    wa = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6, rtol=0) for k in wa)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "0"], "epochs must be a positive integer"),
+    (["--batch-size", "-4"], "batch_size must be a positive integer"),
+    (["--max-lr", "-0.1"], "max_lr must be positive"),
+    (["--augment", "crop,rotate"], "unknown augmentation(s) ['rotate']"),
+    (["--model", "dropout=0.1"], "unknown model option(s) ['dropout']"),
+    (["--preset", "huge"], "unknown preset 'huge'"),
+    (["--device", "cuda"], "no usable CUDA GPU"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+])
+def test_bad_options_get_one_line_errors(args, message, capsys, cifar_dir):
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code = recipe.main([*args, "--data-dir", str(cifar_dir), "--no-download", "--out", "/nonexistent-unused"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_missing_data_folder_gets_one_line_error(tmp_path, capsys):
+    code = recipe.main(["--data-dir", str(tmp_path / "nowhere"), "--no-download", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "no CIFAR-10 in" in err and "nowhere" in err
+
+
+def test_corrupt_batch_file_gets_one_line_error_from_the_command_line(tmp_path):
+    d = write_bin_layout(tmp_path / "data", n=10)
+    (d / "data_batch_4.bin").write_bytes((d / "data_batch_4.bin").read_bytes()[:-1])
+    p = cli(["--data-dir", str(tmp_path / "data"), "--no-download", "--out", str(tmp_path / "o")], tmp_path)
+    _, stderr = p.communicate(timeout=120)
+    assert p.returncode == 2
+    assert stderr.strip().splitlines() == [stderr.strip()] and "data_batch_4.bin: truncated or corrupt" in stderr
+    assert "Traceback" not in stderr

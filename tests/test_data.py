@@ -1,0 +1,138 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+from conftest import fake_cifar, write_bin_layout, write_py_layout
+from utils.data import DataError, Loader, augment_batch, cutout, load_cifar10
+
+
+def listing(d):
+    return sorted((p, os.path.getsize(p)) for p in d.rglob("*"))
+
+
+@pytest.mark.parametrize("writer", [write_bin_layout, write_py_layout])
+def test_both_layouts_read_images_and_labels_exactly(tmp_path, writer):
+    writer(tmp_path, n=20)
+    before = listing(tmp_path)
+    x, y = load_cifar10(tmp_path, train=True, download=False)
+    xt, yt = load_cifar10(tmp_path, train=False, download=False)
+    assert x.shape == (100, 3, 32, 32) and x.dtype == torch.uint8 and y.dtype == torch.int64
+    images, labels = fake_cifar(20, seed=0)  # data_batch_1
+    assert torch.equal(x[:20], torch.from_numpy(images)) and torch.equal(y[:20], torch.from_numpy(labels).long())
+    images, labels = fake_cifar(20, seed=5)  # test_batch
+    assert torch.equal(xt, torch.from_numpy(images)) and torch.equal(yt, torch.from_numpy(labels).long())
+    assert listing(tmp_path) == before  # nothing written into the data folder
+
+
+def test_data_dir_from_environment(tmp_path, monkeypatch):
+    write_bin_layout(tmp_path, n=10)
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path))
+    assert len(load_cifar10(train=False, download=False)[1]) == 10
+
+
+def test_missing_folder_without_download_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="no CIFAR-10 in .*nope.*CIFAR10_DIR"):
+        load_cifar10(tmp_path / "nope", download=False)
+
+
+def test_empty_folder_without_download_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="expected cifar-10-batches-bin"):
+        load_cifar10(tmp_path, download=False)
+
+
+def test_missing_batch_file_is_named(tmp_path):
+    d = write_bin_layout(tmp_path, n=5)
+    (d / "data_batch_3.bin").unlink()
+    with pytest.raises(DataError, match="data_batch_3.bin: file missing"):
+        load_cifar10(tmp_path, download=False)
+
+
+def test_truncated_binary_file_is_named(tmp_path):
+    d = write_bin_layout(tmp_path, n=5)
+    f = d / "data_batch_2.bin"
+    f.write_bytes(f.read_bytes()[:-100])
+    with pytest.raises(DataError, match="data_batch_2.bin: truncated or corrupt.*3073-byte records"):
+        load_cifar10(tmp_path, download=False)
+
+
+def test_label_out_of_range_is_named(tmp_path):
+    d = write_bin_layout(tmp_path, n=5)
+    f = d / "test_batch.bin"
+    raw = bytearray(f.read_bytes())
+    raw[3073 * 2] = 12  # third record's label
+    f.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="test_batch.bin: label 12 out of range 0-9 at record 2"):
+        load_cifar10(tmp_path, train=False, download=False)
+
+
+def test_truncated_pickle_is_named(tmp_path):
+    d = write_py_layout(tmp_path, n=5)
+    f = d / "data_batch_1"
+    f.write_bytes(f.read_bytes()[:200])
+    with pytest.raises(DataError, match="data_batch_1: truncated or corrupt pickle"):
+        load_cifar10(tmp_path, download=False)
+
+
+def test_pickle_with_wrong_record_size_is_named(tmp_path):
+    d = write_py_layout(tmp_path, n=5)
+    with open(d / "test_batch", "wb") as f:
+        pickle.dump({b"data": fake_cifar(5)[0].reshape(5, -1)[:, :1000], b"labels": [0] * 5}, f)
+    with pytest.raises(DataError, match="test_batch: expected uint8 rows of 3072 pixels"):
+        load_cifar10(tmp_path, train=False, download=False)
+
+
+def test_real_dataset_loads_with_balanced_classes(cifar_dir):
+    x, y = load_cifar10(cifar_dir, train=False, download=False)
+    assert x.shape == (10_000, 3, 32, 32)
+    assert torch.bincount(y).tolist() == [1000] * 10
+
+
+def test_augmentation_keeps_shape_and_dtype_and_is_reproducible():
+    x = torch.from_numpy(fake_cifar(16)[0])
+    a = augment_batch(x, ("crop", "flip"), torch.Generator().manual_seed(1))
+    b = augment_batch(x, ("crop", "flip"), torch.Generator().manual_seed(1))
+    c = augment_batch(x, ("crop", "flip"), torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and a.dtype == torch.uint8
+    assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, x)
+    h = cutout(x.float(), torch.Generator().manual_seed(0))
+    assert h.shape == x.shape and ((h == 0).flatten(1).sum(1) >= 3 * 16).all()  # at least a 4x4 hole
+
+
+def test_crop_is_a_window_of_the_zero_padded_image():
+    x = torch.from_numpy(fake_cifar(20)[0])
+    out = augment_batch(x, ("crop",), torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    windows = set()
+    for img, p in zip(out, padded):
+        found = [(dy, dx) for dy in range(9) for dx in range(9) if torch.equal(img, p[:, dy:dy + 32, dx:dx + 32])]
+        assert found
+        windows.add(found[0])
+    assert len(windows) > 5  # shifts vary between images
+
+
+def test_loader_is_reproducible_per_epoch_and_reshuffles():
+    images, labels = (torch.from_numpy(a) for a in fake_cifar(64))
+    ld = Loader(images, labels.long(), batch_size=16, train=True, seed=3)
+    first = [y for _, y in ld]
+    second = [y for _, y in ld]
+    ld.set_epoch(0)
+    replay = [(x, y) for x, y in ld]
+    assert len(first) == 4 and not all(torch.equal(a, b) for a, b in zip(first, second))
+    assert all(torch.equal(a, b) for a, (_, b) in zip(first, replay))
+    assert replay[0][0].dtype == torch.float32 and replay[0][0].shape == (16, 3, 32, 32)
+
+
+def test_test_loader_keeps_order_and_every_sample():
+    images, labels = (torch.from_numpy(a) for a in fake_cifar(50))
+    ys = torch.cat([y for _, y in Loader(images, labels.long(), batch_size=16)])
+    assert torch.equal(ys, labels.long())
+
+
+@pytest.mark.parametrize("kwargs,match", [({"augment": ("crop", "rotate")}, "unknown augmentation"),
+                                          ({"batch_size": 0}, "batch_size must be a positive integer")])
+def test_loader_rejects_bad_options(kwargs, match):
+    images, labels = (torch.from_numpy(a) for a in fake_cifar(4))
+    with pytest.raises(ValueError, match=match):
+        Loader(images, labels.long(), **kwargs)

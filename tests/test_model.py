@@ -1,0 +1,90 @@
+import io
+import math
+from contextlib import redirect_stdout
+
+import pytest
+import torch
+from torchsummary import summary
+
+from models import PRESETS, ModelConfig, Net, count_parameters
+
+EXPECTED_TABLE = [("Conv2d-1", "[-1, 16, 32, 32]", "448"), ("Conv2d-2", "[-1, 32, 32, 32]", "4,640"),
+                  ("Conv2d-3", "[-1, 48, 32, 32]", "13,872"), ("AvgPool2d-4", "[-1, 48, 1, 1]", "0")]
+for b in range(4):
+    n = 5 + 5 * b
+    EXPECTED_TABLE += [(f"Linear-{n + i}", "[-1, 8]", "392") for i in range(3)]
+    EXPECTED_TABLE += [(f"Linear-{n + 3}", "[-1, 48]", "432"), (f"UltimusBlock-{n + 4}", "[-1, 48]", "0")]
+EXPECTED_TABLE.append(("Linear-25", "[-1, 10]", "490"))
+
+
+def test_reference_preset_has_25882_parameters():
+    assert count_parameters(Net(PRESETS["reference"])) == 25_882
+
+
+def test_reference_summary_matches_course_table():
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        summary(Net(PRESETS["reference"]), (3, 32, 32), device="cpu")
+    text = buf.getvalue()
+    rows = []
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and "-" in parts[0] and parts[0].split("-")[-1].isdigit():
+            rows.append((parts[0], " ".join(parts[1:-1]), parts[-1]))
+    assert rows == EXPECTED_TABLE
+    assert "Total params: 25,882" in text
+
+
+def test_best_preset_within_parameter_limit():
+    assert count_parameters(Net(PRESETS["best"])) <= 26_100
+
+
+def test_strides_change_no_parameter_count():
+    assert count_parameters(Net(ModelConfig(strides=(2, 2, 2)))) == count_parameters(Net(ModelConfig(strides=(1, 1, 1))))
+
+
+@pytest.mark.parametrize("scale,row_sum", [("inside", 1.0), ("after", 1 / math.sqrt(8))])
+def test_attention_is_8x8_per_sample_with_softmax_rows(scale, row_sum):
+    torch.manual_seed(0)
+    net = Net(ModelConfig(scale=scale)).eval()
+    maps = net.attention_maps(torch.randn(5, 3, 32, 32))
+    assert len(maps) == 4
+    for am in maps:
+        assert am.shape == (5, 8, 8)
+        assert torch.allclose(am.sum(-1), torch.full((5, 8), row_sum), atol=1e-5)
+        assert (am >= 0).all()
+    # per sample: different images get different matrices
+    assert not torch.allclose(maps[0][0], maps[0][1])
+
+
+@pytest.mark.parametrize("preset", ["reference", "best"])
+def test_one_sample_does_not_depend_on_its_batch(preset):
+    torch.manual_seed(0)
+    net = Net(PRESETS[preset]).eval()
+    x = torch.randn(8, 3, 32, 32)
+    alone = net(x[:1])
+    in_batch = net(torch.cat([x[:1], torch.randn(7, 3, 32, 32) * 5]))[:1]
+    assert torch.allclose(alone, in_batch, atol=1e-5)
+
+
+def test_batch_mixing_attention_does_depend_on_the_batch():
+    """The published Q.T @ K bug, kept as a config for the lesson: the check above catches it."""
+    torch.manual_seed(0)
+    net = Net(ModelConfig(attention="batch")).eval()
+    x = torch.randn(8, 3, 32, 32)
+    assert not torch.allclose(net(x[:1]), net(torch.cat([x[:1], torch.randn(7, 3, 32, 32) * 5]))[:1], atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (2, 1, 32, 32), (2, 3, 28, 28)])
+def test_wrong_input_shape_names_expected_shape(shape):
+    with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
+        Net()(torch.zeros(shape))
+
+
+def test_unknown_model_option_is_rejected():
+    with pytest.raises(ValueError, match="unknown model option.*'dropout'"):
+        ModelConfig.from_dict({"dropout": 0.1})
+
+
+def test_logits_shape():
+    assert Net()(torch.zeros(3, 3, 32, 32)).shape == (3, 10)

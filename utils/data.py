@@ -1,0 +1,182 @@
+"""CIFAR-10 as uint8 tensors, and a loader that augments whole batches on the device.
+
+The only CIFAR-specific file in utils/. load_cifar10 reads either official on-disk
+layout (cifar-10-batches-py, what torchvision downloads; or cifar-10-batches-bin) and
+checks every file, so a wrong path or a damaged file is one clear DataError. Loader
+keeps the whole set as one tensor on the training device and does crop, flip, cutout and
+normalisation there, a batch at a time: no worker processes, no PIL.
+"""
+import os
+import pickle
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+AUGMENTATIONS = ("crop", "flip", "cutout")
+RECORD = 1 + 3 * 32 * 32  # binary layout: label byte, then R, G, B planes
+TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_FILES = ["test_batch"]
+
+
+class DataError(ValueError):
+    """A data folder or file that cannot be used; the message says which and why."""
+
+
+def resolve_data_dir(data_dir=None):
+    """The data folder: the argument, else $CIFAR10_DIR, else ./data."""
+    return Path(data_dir or os.environ.get("CIFAR10_DIR") or "data").expanduser()
+
+
+def _check_labels(labels, path):
+    bad = ((labels < 0) | (labels > 9)).nonzero()
+    if len(bad):
+        i = bad[0].item()
+        raise DataError(f"{path}: label {labels[i].item()} out of range 0-9 at record {i}")
+
+
+def _read_bin(path):
+    """One binary-layout file -> (images (N, 3, 32, 32) uint8, labels (N,) int64)."""
+    if not path.is_file():
+        raise DataError(f"{path}: file missing from the CIFAR-10 binary layout")
+    raw = path.read_bytes()
+    if len(raw) == 0 or len(raw) % RECORD:
+        raise DataError(f"{path}: truncated or corrupt, {len(raw)} bytes is not a whole number of {RECORD}-byte records")
+    rows = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(-1, RECORD)
+    labels = rows[:, 0].long()
+    _check_labels(labels, path)
+    return rows[:, 1:].reshape(-1, 3, 32, 32).clone(), labels
+
+
+def _read_py(path):
+    """One python-layout (pickled) file -> (images (N, 3, 32, 32) uint8, labels (N,) int64)."""
+    if not path.is_file():
+        raise DataError(f"{path}: file missing from the CIFAR-10 python layout")
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")  # the official format; only load files you trust
+        data, labels = d[b"data"], d[b"labels"]
+    except Exception as e:  # a truncated pickle raises any of several errors
+        raise DataError(f"{path}: truncated or corrupt pickle ({type(e).__name__}: {e})") from None
+    images = torch.as_tensor(data)
+    if images.dtype != torch.uint8 or images.dim() != 2 or images.shape[1] != RECORD - 1:
+        raise DataError(f"{path}: expected uint8 rows of {RECORD - 1} pixels, got {images.dtype} {tuple(images.shape)}")
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if len(labels) != len(images):
+        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels")
+    _check_labels(labels, path)
+    return images.reshape(-1, 3, 32, 32).clone(), labels
+
+
+def load_cifar10(data_dir=None, train=True, download=True):
+    """CIFAR-10 train or test split as (images (N, 3, 32, 32) uint8, labels (N,) int64).
+
+    Reads data_dir/cifar-10-batches-bin or data_dir/cifar-10-batches-py; if neither is
+    there and download is on, torchvision downloads the python layout into data_dir.
+    """
+    root = resolve_data_dir(data_dir)
+    names = TRAIN_FILES if train else TEST_FILES
+    bin_dir, py_dir = root / "cifar-10-batches-bin", root / "cifar-10-batches-py"
+    if not bin_dir.is_dir() and not py_dir.is_dir():
+        if not download:
+            raise DataError(f"no CIFAR-10 in {root.resolve()}: expected cifar-10-batches-bin/ or "
+                            "cifar-10-batches-py/ there; pass data_dir, set CIFAR10_DIR, or allow the download")
+        _download(root)
+    if bin_dir.is_dir():
+        parts = [_read_bin(bin_dir / f"{n}.bin") for n in names]
+    else:
+        parts = [_read_py(py_dir / n) for n in names]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def _download(root):
+    import torchvision
+
+    try:
+        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+    except Exception as e:
+        raise DataError(f"could not download CIFAR-10 into {root.resolve()} ({type(e).__name__}: {e}); "
+                        "without internet, put cifar-10-batches-bin/ or cifar-10-batches-py/ there "
+                        "or set CIFAR10_DIR") from None
+
+
+def augment_batch(x, augment, generator):
+    """Random crop after 4-pixel zero padding, horizontal flip; x (B, C, H, W), any dtype."""
+    b, _, h, w = x.shape
+    dev = x.device
+    if "crop" in augment:
+        xp = F.pad(x, (4, 4, 4, 4))  # (B, C, H+8, W+8)
+        dy, dx = torch.randint(0, 9, (2, b, 1), device=dev, generator=generator)
+        rows = (dy + torch.arange(h, device=dev))[:, None, :, None]  # (B, 1, H, 1)
+        cols = (dx + torch.arange(w, device=dev))[:, None, None, :]  # (B, 1, 1, W)
+        batch = torch.arange(b, device=dev)[:, None, None, None]  # (B, 1, 1, 1)
+        chans = torch.arange(x.shape[1], device=dev)[None, :, None, None]  # (1, C, 1, 1)
+        x = xp[batch, chans, rows, cols]  # (B, C, H, W)
+    if "flip" in augment:
+        flip = torch.rand(b, device=dev, generator=generator) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def cutout(x, generator, size=8):
+    """Zero a random size x size square of each image (clipped at the border); x (B, C, H, W)."""
+    b, _, h, w = x.shape
+    dev = x.device
+    cy, cx = torch.randint(0, h, (2, b, 1, 1), device=dev, generator=generator)
+    ys, xs = torch.arange(h, device=dev)[:, None], torch.arange(w, device=dev)[None, :]
+    hole = ((ys - cy).abs() < size // 2) & ((xs - cx).abs() < size // 2)  # (B, H, W)
+    return x.masked_fill(hole[:, None], 0)
+
+
+class Loader:
+    """Batches (images float (B, 3, 32, 32) normalised, labels (B,)) from uint8 tensors on a device.
+
+    Training loaders shuffle and augment with a generator seeded from (seed, epoch), so an
+    epoch is the same whenever it is replayed (resume, a second run). set_epoch picks it.
+    """
+
+    def __init__(self, images, labels, batch_size=512, train=False, augment=("crop", "flip"),
+                 device="cpu", seed=0, channels_last=False):
+        unknown = [a for a in augment if a not in AUGMENTATIONS]
+        if unknown:
+            raise ValueError(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.device = torch.device(device)
+        self.images, self.labels = images.to(self.device), labels.to(self.device)
+        self.batch_size, self.train, self.augment = batch_size, train, tuple(augment)
+        self.seed, self.epoch, self.channels_last = seed, 0, channels_last
+        self.mean = torch.tensor(MEAN, device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(STD, device=self.device).view(1, 3, 1, 1) * 255
+        # training drops the last partial batch (batch norm dislikes tiny ones), unless it is the only one
+        n = len(self.labels)
+        self.num_batches = max(1, n // batch_size) if train else -(-n // batch_size)
+
+    def __len__(self):
+        return self.num_batches
+
+    def set_epoch(self, epoch):
+        """Choose which epoch's shuffle and augmentation the next iteration replays."""
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.epoch += 1
+        n = len(self.labels)
+        order = torch.randperm(n, device=self.device, generator=g) if self.train else None
+        for i in range(self.num_batches):
+            idx = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            if order is not None:
+                idx = order[idx]
+            x, y = self.images[idx], self.labels[idx]
+            if self.train:
+                x = augment_batch(x, self.augment, g)
+            x = (x.float() - self.mean) / self.std
+            if self.train and "cutout" in self.augment:
+                x = cutout(x, g)  # after normalisation: the hole is the mean colour
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y

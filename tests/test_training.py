@@ -83,6 +83,7 @@ def test_lr_finder_stops_early_on_divergence(cifar_dir):
 def test_suggestion_ignores_the_diverged_tail():
     lrs = [10 ** (-5 + i / 10) for i in range(50)]
     losses = [2.3 - 0.02 * i for i in range(30)] + [float("nan")] * 20
-    assert suggest_lr(lrs, losses) == pytest.approx(lrs[29] / 10)
+    assert suggest_lr(lrs, losses, "min/10") == pytest.approx(lrs[29] / 10)
+    assert suggest_lr(lrs, losses) == pytest.approx(lrs[29] / 2)
     with pytest.raises(ValueError, match="unknown LR rule"):
         suggest_lr(lrs, losses, "median")

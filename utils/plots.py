@@ -47,7 +47,8 @@ def plot_lr_finder(result, path=None, show=False):
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(result["lrs"], result["losses"])
     ax.axvline(result["suggested"], color="tab:green", ls="--", label=f"suggested max LR {result['suggested']:.2e}")
-    ax.axvline(result["steepest"], color="tab:red", ls=":", label=f"steepest slope {result['steepest']:.2e}")
+    if result.get("steepest"):
+        ax.axvline(result["steepest"], color="tab:red", ls=":", label=f"steepest slope {result['steepest']:.2e}")
     ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed loss", title="LR range test")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -1,0 +1,101 @@
+"""Accuracy benchmark: train named configurations for 24 epochs on the full CIFAR-10.
+
+    python benchmarks/accuracy.py                       # every configuration
+    python benchmarks/accuracy.py --configs best reference --seeds 3
+
+Each configuration is a RunConfig (train.py) with its LR from the LR range test, trained
+with the same code as the notebook. Results are merged into
+benchmarks/results/accuracy.json (one entry per configuration) and accuracy.md.
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from train import DATA_NOTE, RunConfig, count_parameters, find_max_lr, machine_name, setup, train_model  # noqa: E402
+
+REF = {"preset": "reference"}
+# name -> (RunConfig fields, what the row shows, seeds by default)
+CONFIGS = {
+    "reference": (REF, "the course write-up's network: no BN, ReLU, no residual, A=32, scale after softmax", 3),
+    "reference + BN": ({**REF, "model": {"batch_norm": True}}, "BatchNorm after each conv", 1),
+    "reference - ReLU": ({**REF, "model": {"relu": False}}, "no ReLU after the convs", 1),
+    "reference + residual": ({**REF, "model": {"residual": True}}, "X + block(X)", 1),
+    "reference + strides 1,2,2": ({**REF, "model": {"strides": [1, 2, 2]}}, "A = 8", 1),
+    "reference + scale inside": ({**REF, "model": {"scale": "inside"}}, "softmax(QK/sqrt 8)", 1),
+    "reference - augmentation": ({**REF, "augment": ()}, "no crop, no flip", 1),
+    "reference + cutout": ({**REF, "augment": ("crop", "flip", "cutout")}, "crop, flip and 8x8 cutout", 1),
+    "best": ({"preset": "best"}, "BN, ReLU, residual, strides 1,2,2, scale inside (the notebook default)", 3),
+    "failure: batch-mixing attention, no residual": (
+        {**REF, "model": {"attention": "batch"}}, "Q.T @ K over the batch: one 8x8 matrix for all samples", 1),
+    "failure: steepest-slope LR": ({**REF, "lr_rule": "steepest"}, "max LR = torch-lr-finder's steepest point", 1),
+}
+
+
+def train_once(cfg, name, seed):
+    """One 24-epoch run with a progress bar; returns (test accuracy, params, seconds per epoch, device, max_lr)."""
+    run = setup(cfg, verbose=False)
+    max_lr = cfg.max_lr or find_max_lr(run)["suggested"]
+    bar = tqdm(total=cfg.epochs, desc=f"{name} (seed {seed})", unit="epoch")
+
+    def log(line):
+        bar.update(1)
+        bar.set_postfix_str(line.split("LR")[1].split("(")[0].strip()[-40:] if "LR" in line else line)
+
+    history = train_model(run, max_lr, progress=False, log=log)
+    bar.close()
+    last = history["epochs"][-1]
+    return last["test_acc"], count_parameters(run.net), statistics.mean(history["epoch_seconds"]), run.device, max_lr
+
+
+def markdown(results):
+    lines = [f"Test accuracy after 24 epochs on {DATA_NOTE}; mean +- std over the seeds listed.", "",
+             "| configuration | change | params | seeds | test acc (%) | s/epoch | max LR | machine |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in results.values():
+        acc = f"{r['mean']:.2f} +- {r['std']:.2f}" if len(r["seeds"]) > 1 else f"{r['mean']:.2f} (1 seed)"
+        lines.append(f"| {r['name']} | {r['change']} | {r['params']:,} | {len(r['seeds'])} | {acc} | "
+                     f"{r['sec_per_epoch']:.1f} | {statistics.mean(r['max_lr']):.2e} | {r['machine']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--configs", nargs="*", default=list(CONFIGS), help=f"names among {list(CONFIGS)}")
+    p.add_argument("--seeds", type=int, default=0, help="seeds per configuration (0: each one's default)")
+    p.add_argument("--epochs", type=int, default=24)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "accuracy.json"))
+    a = p.parse_args(argv)
+    unknown = [c for c in a.configs if c not in CONFIGS]
+    if unknown:
+        p.error(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
+    out = Path(a.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    for name in a.configs:
+        fields, change, default_seeds = CONFIGS[name]
+        accs, secs, lrs = [], [], []
+        for seed in range(a.seeds or default_seeds):
+            cfg = RunConfig.from_dict({**fields, "epochs": a.epochs, "seed": seed, "device": a.device})
+            acc, params, sec, device, max_lr = train_once(cfg, name, seed)
+            accs.append(acc), secs.append(sec), lrs.append(max_lr)
+        results[name] = {"name": name, "change": change, "config": cfg.identity(), "params": params,
+                         "epochs": a.epochs, "seeds": list(range(len(accs))), "test_acc": accs,
+                         "mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                         "sec_per_epoch": statistics.mean(secs), "max_lr": lrs, "device": str(device),
+                         "machine": machine_name(device), "data": DATA_NOTE, "date": time.strftime("%Y-%m-%d")}
+        print(f"{name}: {results[name]['mean']:.2f}% ({len(accs)} seed(s)), {results[name]['sec_per_epoch']:.1f} s/epoch")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))
+        out.with_suffix(".md").write_text(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -177,10 +177,14 @@ def plot_training(run, history, lr_result, image_dir, show=False):
 
 
 def report(run, image_dir, show=False):
-    """Per-class accuracy, confusion matrix, misclassified images, attention maps; returns per-class accuracy (%)."""
+    """Per-class accuracy, confusion matrix, misclassified images, attention maps.
+
+    Returns {"per_class_acc": {class: %}, "test_acc_flip_tta": % with test-time flip averaging}.
+    """
     d = Path(image_dir)
     logits, labels = predict(run.model, run.test_loader, device=run.device, precision=run.precision)
     preds = logits.argmax(1)
+    tta = predict(run.model, run.test_loader, device=run.device, precision=run.precision, flip=True)[0]
     cm = confusion_matrix(preds, labels, len(CLASSES))
     plots.plot_per_class(cm, CLASSES, d / "per_class.png", show)
     plots.plot_confusion(cm, CLASSES, d / "confusion.png", show)
@@ -191,7 +195,8 @@ def report(run, image_dir, show=False):
     maps = run.net.attention_maps(next(iter(run.test_loader))[0][pick])
     titles = [f"{CLASSES[labels[i]]} (pred {CLASSES[preds[i]]})" for i in pick]
     plots.plot_attention(run.test_images[pick], maps, titles, d / "attention.png", show)
-    return dict(zip(CLASSES, (100 * cm.diag().float() / cm.sum(1).clamp(min=1)).tolist()))
+    return {"per_class_acc": dict(zip(CLASSES, (100 * cm.diag().float() / cm.sum(1).clamp(min=1)).tolist())),
+            "test_acc_flip_tta": 100 * (tta.argmax(1) == labels).float().mean().item()}
 
 
 def machine_name(device):
@@ -206,8 +211,8 @@ def machine_name(device):
     return platform.processor() or platform.machine()
 
 
-def metrics_of(run, history, max_lr, lr_result, wall_s, per_class=None):
-    """The summary of a finished run, as written to metrics.json."""
+def metrics_of(run, history, max_lr, lr_result, wall_s, analysis=None):
+    """The summary of a finished run, as written to metrics.json (analysis: report's result)."""
     last = history["epochs"][-1]
     return {
         "config": asdict(run.cfg) | {"augment": list(run.cfg.augment)}, "model_config": run.net.config.to_dict(),
@@ -217,7 +222,7 @@ def metrics_of(run, history, max_lr, lr_result, wall_s, per_class=None):
         "final_test_acc": last["test_acc"], "final_test_loss": last["test_loss"],
         "wall_s": wall_s, "train_s": sum(history["epoch_seconds"]),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "per_class_acc": per_class, "history": history["epochs"], "step_lrs": history["step_lrs"],
+        **(analysis or {}), "history": history["epochs"], "step_lrs": history["step_lrs"],
         "epoch_seconds": history["epoch_seconds"],
     }
 
@@ -225,22 +230,22 @@ def metrics_of(run, history, max_lr, lr_result, wall_s, per_class=None):
 def train_and_report(cfg, out_dir="runs/latest", resume=False, progress=True, images=True):
     """setup -> LR range test (unless cfg.max_lr) -> train -> plots -> metrics.json; returns the metrics."""
     t0 = time.perf_counter()
+    r = setup(cfg)  # fails early, before anything is written, on a bad device or data folder
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    r = setup(cfg)
     lr_result = None
     if cfg.max_lr:
         max_lr = cfg.max_lr
     else:
         lr_result = find_max_lr(r, out, resume)
         max_lr = lr_result["suggested"]
-        print(f"LR range test: suggested max LR {max_lr:.3e} (rule {cfg.lr_rule}); steepest slope at {lr_result['steepest']}")
+        print(f"LR range test: suggested max LR {max_lr:.3e} (rule {cfg.lr_rule}); steepest slope at {lr_result['steepest'] or 0:.3e}")
     history = train_model(r, max_lr, out, resume=resume, progress=progress)
-    per_class = None
+    analysis = None
     if images:
         plot_training(r, history, lr_result, out)
-        per_class = report(r, out)
-    metrics = metrics_of(r, history, max_lr, lr_result, time.perf_counter() - t0, per_class)
+        analysis = report(r, out)
+    metrics = metrics_of(r, history, max_lr, lr_result, time.perf_counter() - t0, analysis)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print(f"final test accuracy {metrics['final_test_acc']:.2f}% after {len(history['epochs'])} epochs; "
           f"{metrics['wall_s']:.0f}s in all; wrote {out / 'metrics.json'}")
@@ -260,21 +265,21 @@ def _parse_value(text):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=24)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--epochs", type=int, default=24, help="epochs of the one-cycle schedule")
     p.add_argument("--data-dir", default="", help="folder with cifar-10-batches-bin/ or -py/ (default: $CIFAR10_DIR, else ./data)")
     p.add_argument("--out", default="runs/latest", help="run folder for metrics.json, checkpoint and plots")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the model's initialisation and the data order")
     p.add_argument("--train-subset", type=int, default=0, help="train on the first N images only (quick runs)")
     p.add_argument("--test-subset", type=int, default=0, help="test on the first N images only")
     p.add_argument("--preset", default="best", help=f"one of {list(PRESETS)}")
     p.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE", help="model overrides, e.g. residual=false strides=1,1,1")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256, help="images per training step")
     p.add_argument("--max-lr", type=float, default=0.0, help="skip the LR range test and use this max LR")
     p.add_argument("--lr-rule", default="min/2", help=f"LR range test rule, one of {list(RULES)}")
     p.add_argument("--augment", default="flip", help="comma-separated: crop, flip, cutout; 'none' for none")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=float, default=0.0, help="> 0 switches Adam to AdamW")
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="CrossEntropyLoss label smoothing")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
     p.add_argument("--precision", default="auto", help="auto, bf16, fp16, fp32")
     p.add_argument("--no-channels-last", action="store_true", help="NCHW activations instead of NHWC")

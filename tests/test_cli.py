@@ -83,13 +83,14 @@ def test_run_killed_mid_epoch_resumes_to_the_same_result(cifar_dir, tmp_path):
     (["--device", "cuda"], "no usable CUDA GPU"),
     (["--device", "tpu"], "unknown device 'tpu'"),
 ])
-def test_bad_options_get_one_line_errors(args, message, capsys, cifar_dir):
+def test_bad_options_get_one_line_errors(args, message, capsys, cifar_dir, tmp_path):
     if "cuda" in args and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    code = recipe.main([*args, "--data-dir", str(cifar_dir), "--no-download", "--out", "/nonexistent-unused"])
+    code = recipe.main([*args, "--data-dir", str(cifar_dir), "--no-download", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()  # nothing written for a run that cannot start
 
 
 def test_missing_data_folder_gets_one_line_error(tmp_path, capsys):

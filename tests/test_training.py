@@ -87,3 +87,8 @@ def test_suggestion_ignores_the_diverged_tail():
     assert suggest_lr(lrs, losses) == pytest.approx(lrs[29] / 2)
     with pytest.raises(ValueError, match="unknown LR rule"):
         suggest_lr(lrs, losses, "median")
+
+
+def test_unknown_run_option_is_rejected():
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['epoch'\]; valid options: \['preset'"):
+        recipe.RunConfig.from_dict({"epoch": 3})

@@ -17,12 +17,17 @@ import contextlib
 import io
 import math
 
+import warnings
+
 import torch
-from torch_lr_finder import LRFinder, TrainDataLoaderIter
+
+with warnings.catch_warnings():  # it imports tqdm.autonotebook, which warns in notebooks
+    warnings.simplefilter("ignore")
+    from torch_lr_finder import LRFinder, TrainDataLoaderIter
 
 from .device import grad_scaler
 
-RULES = ("min/10", "min/2", "steepest")
+RULES = ("min/10", "min/2", "min/1", "steepest")
 SKIP_START = 10  # like torch-lr-finder's plot: the first points of the smoothed curve are mostly noise
 
 

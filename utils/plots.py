@@ -49,6 +49,8 @@ def plot_lr_finder(result, path=None, show=False):
     ax.axvline(result["suggested"], color="tab:green", ls="--", label=f"suggested max LR {result['suggested']:.2e}")
     if result.get("steepest"):
         ax.axvline(result["steepest"], color="tab:red", ls=":", label=f"steepest slope {result['steepest']:.2e}")
+    finite = [l for l in result["losses"] if l == l and abs(l) != float("inf")]
+    ax.set_ylim(min(finite) - 0.05, min(max(finite), 1.25 * finite[0]) + 0.05)  # the diverged tail would flatten the rest
     ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed loss", title="LR range test")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -65,13 +65,17 @@ def train_epoch(model, loader, optimizer, scheduler=None, *, device, precision="
 
 
 @torch.no_grad()
-def predict(model, loader, *, device, precision="fp32", progress=False):
-    """Logits (N, classes) in float32 and labels (N,) for every batch of loader."""
+def predict(model, loader, *, device, precision="fp32", flip=False, progress=False):
+    """Logits (N, classes) in float32 and labels (N,) for every batch; flip=True averages with mirrored images."""
     model.eval()
     logits, labels = [], []
     for x, y in tqdm(loader, desc="predict", leave=False, disable=not progress):
+        x = x.to(device)
         with autocast(device, precision):
-            logits.append(model(x.to(device)).float())
+            out = model(x).float()
+            if flip:
+                out = (out + model(x.flip(3)).float()) / 2
+        logits.append(out)
         labels.append(y.to(device))
     return torch.cat(logits), torch.cat(labels)
 

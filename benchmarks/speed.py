@@ -163,12 +163,21 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=60, help="training steps timed per pipeline")
     p.add_argument("--acc-epochs", type=int, default=24, help="epochs of the side-by-side accuracy check (0: skip)")
     p.add_argument("--acc-subset", type=int, default=0, help="train the accuracy check on the first N images (0: all)")
-    p.add_argument("--acc-max-lr", type=float, default=2e-3, help="max LR of the accuracy check (both pipelines)")
+    p.add_argument("--acc-max-lr", type=float, default=1.2e-2,
+                   help="max LR of the accuracy check (both pipelines); the reference preset's range-test LR")
+    p.add_argument("--accuracy-only", action="store_true", help="rerun only the accuracy check, into the existing output")
     p.add_argument("--no-whole-job", action="store_true", help="skip the notebook's whole default job")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
     a = p.parse_args(argv)
     device = pick_device(a.device)
     data = (load_cifar10(train=True, download=False), load_cifar10(train=False, download=False))
+    if a.accuracy_only:
+        result = json.loads(Path(a.out).read_text())
+        result["accuracy"] = {"epochs": a.acc_epochs, "train_images": a.acc_subset or 50_000, "max_lr": a.acc_max_lr,
+                              **accuracy_side_by_side(device, data, a.acc_epochs, a.acc_subset, a.acc_max_lr)}
+        Path(a.out).write_text(json.dumps(result, indent=1))
+        print(f"updated the accuracy check in {a.out}")
+        return 0
     fwd, train_flops = model_flops(PRESETS["reference"])
     peak = matmul_gflops(device)
     print(f"bf16 matmul: {peak:.0f} GFLOP/s; reference preset: {fwd / 1e6:.1f} MFLOP forward, "

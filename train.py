@@ -22,7 +22,7 @@ from models import PRESETS, Net, count_parameters
 from models.model_9 import ModelConfig
 from utils import plots
 from utils.data import AUGMENTATIONS, CLASSES, DataError, Loader, load_cifar10
-from utils.device import grad_scaler, pick_device, precision_for, set_seed
+from utils.device import grad_scaler, optimizer_kwargs, pick_device, precision_for, set_seed
 from utils.lr_finder import RULES, find_lr
 from utils.schedule import one_cycle_scheduler
 from utils.training import DivergenceError, confusion_matrix, fit, predict
@@ -137,8 +137,7 @@ def setup(cfg, verbose=True):
 def make_optimizer(run, lr):
     """Adam (AdamW with weight decay), fused on CUDA, foreach elsewhere."""
     opt = torch.optim.AdamW if run.cfg.weight_decay else torch.optim.Adam
-    fast = {"fused": True} if run.device.type == "cuda" else {"foreach": True}
-    return opt(run.model.parameters(), lr=lr, weight_decay=run.cfg.weight_decay, **fast)
+    return opt(run.model.parameters(), lr=lr, weight_decay=run.cfg.weight_decay, **optimizer_kwargs(run.device))
 
 
 def find_max_lr(run, out_dir=None, resume=False):

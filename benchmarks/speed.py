@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 from models import PRESETS, Net  # noqa: E402
 from train import DATA_NOTE, RunConfig, machine_name, train_and_report  # noqa: E402
 from utils.data import MEAN, STD, Loader, load_cifar10  # noqa: E402
-from utils.device import autocast, pick_device, precision_for, set_seed  # noqa: E402
+from utils.device import autocast, optimizer_kwargs, pick_device, precision_for, set_seed  # noqa: E402
 from utils.schedule import one_cycle_scheduler  # noqa: E402
-from utils.training import evaluate  # noqa: E402
+from utils.training import evaluate, train_epoch  # noqa: E402
 
 
 def model_flops(config, image_size=32):
@@ -75,8 +75,8 @@ def reference_loader(images, labels, batch_size=256, train=True):
                                        persistent_workers=train, pin_memory=False)
 
 
-def train_steps(model, loader, optimizer, device, precision, steps, scheduler=None):
-    """Images per second over `steps` training steps (after 3 warm-up steps)."""
+def train_steps(model, loader, optimizer, device, precision, steps):
+    """Images per second over `steps` training steps (after 3 warm-up steps), no per-step sync."""
     model.train()
     it, done, t = iter(loader), 0, None
     for i in range(steps + 3):
@@ -94,8 +94,6 @@ def train_steps(model, loader, optimizer, device, precision, steps, scheduler=No
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if scheduler:
-            scheduler.step()
         done += len(y)
     sync(device)
     return done / (time.perf_counter() - t)
@@ -110,13 +108,12 @@ def pipelines(device, data, steps, batch_size=256):
     ref_opt = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
     out["reference"] = train_steps(ref_model, reference_loader(x_train, y_train, batch_size), ref_opt, device, "fp32", steps)
     precision = precision_for(device)
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
     ours_loader = Loader(x_train, y_train, batch_size, train=True, device=device, channels_last=True)
     for name, compile_ in (("ours", False), ("ours_compiled", True)):
         set_seed(0)
         net = Net(PRESETS["reference"]).to(device).to(memory_format=torch.channels_last)
         model = torch.compile(net) if compile_ else net
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3, **fast)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, **optimizer_kwargs(device))
         if compile_:
             t = time.perf_counter()
             train_steps(model, ours_loader, opt, device, precision, 1)
@@ -132,13 +129,13 @@ def accuracy_side_by_side(device, data, epochs, subset, max_lr, batch_size=256):
     if subset:
         x_train, y_train = x_train[:subset], y_train[:subset]
     precision = precision_for(device)
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
     result = {}
     setups = {
         "reference": (reference_loader(x_train, y_train, batch_size), reference_loader(x_test, y_test, 1000, False),
                       "fp32", False, {}),
         "ours": (Loader(x_train, y_train, batch_size, train=True, device=device, channels_last=True),
-                 Loader(x_test, y_test, 1000, device=device, channels_last=True), precision, True, fast),
+                 Loader(x_test, y_test, 1000, device=device, channels_last=True), precision, True,
+                 optimizer_kwargs(device)),
     }
     for name, (train_ld, test_ld, prec, cl, opt_kw) in setups.items():
         set_seed(0)
@@ -148,9 +145,9 @@ def accuracy_side_by_side(device, data, epochs, subset, max_lr, batch_size=256):
         opt = torch.optim.Adam(model.parameters(), lr=max_lr, **opt_kw)
         sched = one_cycle_scheduler(opt, max_lr, epochs, len(train_ld))
         t = time.perf_counter()
-        for epoch in range(epochs):
-            train_steps(model, train_ld, opt, device, prec, len(train_ld) - 3, sched)
-            print(f"  {name}: epoch {epoch + 1}/{epochs} done", flush=True)
+        for epoch in range(1, epochs + 1):
+            tr = train_epoch(model, train_ld, opt, sched, device=device, precision=prec, epoch=epoch, progress=False)
+            print(f"  {name}: epoch {epoch}/{epochs}, train loss {tr['loss']:.4f}", flush=True)
         acc = evaluate(model, test_ld, device=device, precision=prec)["acc"]
         result[name] = {"test_acc": acc, "seconds": time.perf_counter() - t}
         print(f"{name} pipeline: {acc:.2f}% after {epochs} epochs", flush=True)

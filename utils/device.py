@@ -55,6 +55,11 @@ def autocast(device, precision):
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
+def optimizer_kwargs(device):
+    """Keyword arguments for torch.optim.Adam/AdamW: the fused kernel on CUDA, foreach elsewhere."""
+    return {"fused": True} if torch.device(device).type == "cuda" else {"foreach": True}
+
+
 def grad_scaler(device, precision):
     """A GradScaler, enabled only for fp16 (bf16 and fp32 need none)."""
     return torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")

@@ -16,7 +16,6 @@ it is kept for comparison.
 import contextlib
 import io
 import math
-
 import warnings
 
 import torch

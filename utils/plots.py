@@ -4,6 +4,7 @@ Nothing here is CIFAR-specific: class names and images come in as arguments. Eve
 function draws one figure, saves it as a PNG when given a path, shows it when show=True
 (in a notebook) and closes it otherwise, so scripts never pile up open figures.
 """
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -49,7 +50,7 @@ def plot_lr_finder(result, path=None, show=False):
     ax.axvline(result["suggested"], color="tab:green", ls="--", label=f"suggested max LR {result['suggested']:.2e}")
     if result.get("steepest"):
         ax.axvline(result["steepest"], color="tab:red", ls=":", label=f"steepest slope {result['steepest']:.2e}")
-    finite = [l for l in result["losses"] if l == l and abs(l) != float("inf")]
+    finite = [l for l in result["losses"] if math.isfinite(l)]
     ax.set_ylim(min(finite) - 0.05, min(max(finite), 1.25 * finite[0]) + 0.05)  # the diverged tail would flatten the rest
     ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed loss", title="LR range test")
     ax.grid(alpha=0.3)

@@ -41,6 +41,22 @@ def test_best_preset_within_parameter_limit():
 
 def test_strides_change_no_parameter_count():
     assert count_parameters(Net(ModelConfig(strides=(2, 2, 2)))) == count_parameters(Net(ModelConfig(strides=(1, 1, 1))))
+    assert count_parameters(Net(ModelConfig(downsample="maxpool"))) == count_parameters(Net(ModelConfig()))
+
+
+@pytest.mark.parametrize("downsample,conv_strides", [("stride", [2, 2, 1]), ("maxpool", [1, 1, 1])])
+def test_downsample_reaches_a_equals_8(downsample, conv_strides):
+    net = Net(ModelConfig(strides=(2, 2, 1), downsample=downsample))
+    assert [c.stride[0] for c in net.convs] == conv_strides
+    seen = []
+    net.gap.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape))
+    net(torch.zeros(2, 3, 32, 32))
+    assert seen == [(2, 48, 8, 8)]  # A = 32 / (2 * 2 * 1) either way
+
+
+def test_unknown_downsample_is_rejected():
+    with pytest.raises(ValueError, match="downsample must be"):
+        ModelConfig(downsample="avgpool")
 
 
 @pytest.mark.parametrize("scale,row_sum", [("inside", 1.0), ("after", 1 / math.sqrt(8))])

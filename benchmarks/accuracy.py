@@ -36,6 +36,7 @@ CONFIGS = {
     "reference + strides 2,2,1": ({**REF, "compile": False, "model": {"strides": [2, 2, 1]}}, "A = 8", 1),
     "reference + scale inside": ({**REF, "model": {"scale": "inside"}}, "softmax(QK/sqrt 8)", 3),
     "reference - augmentation": ({**REF, "augment": ()}, "no flip", 1),
+    "reference, batch 128": ({**REF, "batch_size": 128}, "twice the steps per epoch", 3),
     "failure: LR at the loss minimum": ({"preset": "best", "model": STRIDED, "lr_rule": "min/1"}, "best with strided convs, max LR = loss minimum (no division)", 1),
     "failure: steepest-slope LR": ({**REF, "lr_rule": "steepest"}, "reference, max LR = torch-lr-finder's steepest point", 1),
 }

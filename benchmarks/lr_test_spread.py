@@ -1,0 +1,37 @@
+"""How much the LR range test's suggestion moves between seeds, for the reference preset.
+
+    python benchmarks/lr_test_spread.py     # writes benchmarks/results/lr_test_spread.json
+
+Runs the notebook's LR range test (100 steps, rule min/2) for seeds 0-2 with the scale
+after and inside the softmax, and records per run: the suggested max LR, where the
+smoothed loss is lowest and how far it dips below its 10th point, and the LR at which the
+loss diverged (5x its best). A flat curve makes the minimum's position mostly noise.
+"""
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from train import DATA_NOTE, RunConfig, find_max_lr, machine_name, setup  # noqa: E402
+from utils.lr_finder import SKIP_START  # noqa: E402
+
+
+def main():
+    rows = []
+    for scale in ("after", "inside"):
+        for seed in (0, 1, 2):
+            run = setup(RunConfig(preset="reference", seed=seed, model={"scale": scale}), verbose=False)
+            r = find_max_lr(run)
+            lrs, losses = r["lrs"], r["losses"]
+            i = min(range(SKIP_START, len(losses)), key=losses.__getitem__)
+            rows.append({"scale": scale, "seed": seed, "suggested": r["suggested"], "min_lr": lrs[i],
+                         "dip_pct": 100 * (1 - losses[i] / losses[SKIP_START]),
+                         "diverged_at": lrs[-1] if r["diverged"] else None})
+            print(rows[-1], flush=True)
+    out = ROOT / "benchmarks" / "results" / "lr_test_spread.json"
+    out.write_text(json.dumps({"rows": rows, "machine": machine_name(run.device), "data": DATA_NOTE}, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -54,6 +54,18 @@ def test_downsample_reaches_a_equals_8(downsample, conv_strides):
     assert seen == [(2, 48, 8, 8)]  # A = 32 / (2 * 2 * 1) either way
 
 
+def test_maxpool_features_are_conv_bn_relu_pool():
+    """The model pools before its ReLU (cheaper); the result must be the textbook order's."""
+    torch.manual_seed(0)
+    net = Net(ModelConfig(downsample="maxpool")).eval()
+    x = torch.randn(4, 3, 32, 32)
+    h = x
+    for conv, bn, s in zip(net.convs, net.bns, (2, 2, 1)):
+        h = torch.relu(bn(conv(h)))
+        h = torch.nn.functional.max_pool2d(h, s) if s > 1 else h
+    assert torch.allclose(net.features(x), h.mean((2, 3)), atol=1e-6)
+
+
 def test_unknown_downsample_is_rejected():
     with pytest.raises(ValueError, match="downsample must be"):
         ModelConfig(downsample="avgpool")

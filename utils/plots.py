@@ -10,8 +10,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 
-def _finish(fig, path, show):
-    fig.tight_layout()
+def _finish(fig, path, show, tight=True):
+    if tight:
+        fig.tight_layout()
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
@@ -109,6 +110,7 @@ def plot_gallery(images, true, pred, classes, path=None, show=False, cols=5):
 def plot_attention(images, maps, titles, path=None, show=False):
     """For each image, the image and its blocks' 8x8 attention matrices as heatmaps."""
     n, k = len(images), len(maps)
+    vmax = max(float(m[:n].max()) for m in maps)
     fig, axes = plt.subplots(n, k + 1, figsize=(2.2 * (k + 1), 2.2 * n), squeeze=False)
     for i in range(n):
         axes[i, 0].imshow(images[i].permute(1, 2, 0).cpu())
@@ -116,10 +118,13 @@ def plot_attention(images, maps, titles, path=None, show=False):
         axes[i, 0].axis("off")
         for b in range(k):
             ax = axes[i, b + 1]
-            ax.imshow(maps[b][i].cpu(), cmap="viridis")
+            im = ax.imshow(maps[b][i].cpu(), cmap="viridis", vmin=0, vmax=vmax)  # one colour scale for all
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(f"block {b + 1} AM")
     fig.suptitle("attention matrices AM (8x8; row i: weights over V's 8 entries)")
-    return _finish(fig, path, show)
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    uniform = float(maps[0][0].sum(-1).mean()) / maps[0].shape[-1]  # 1/8 when rows sum to 1
+    fig.colorbar(im, cax=fig.add_axes((0.92, 0.15, 0.015, 0.7)), label=f"weight (uniform: {uniform:.3f})")
+    return _finish(fig, path, show, tight=False)

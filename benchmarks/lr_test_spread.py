@@ -3,10 +3,10 @@
     python benchmarks/lr_test_spread.py     # writes benchmarks/results/lr_test_spread.json
 
 Runs the notebook's LR range test (100 steps, rule min/2, batch 256 as in the ablation's
-reference rows) for seeds 0-2 with the scale
-after and inside the softmax, and records per run: the suggested max LR, where the
-smoothed loss is lowest and how far it dips below its 10th point, and the LR at which the
-loss diverged (5x its best). A flat curve makes the minimum's position mostly noise.
+reference rows) for seeds 0-2 with the scale after and inside the softmax, and records per
+run: the suggested max LR, where the smoothed loss is lowest and how far it dips below its
+10th point, and the LR at which the loss diverged (5x its best). A flat curve makes the
+minimum's position mostly noise.
 """
 import json
 import sys

@@ -110,7 +110,7 @@ def plot_gallery(images, true, pred, classes, path=None, show=False, cols=5):
 def plot_attention(images, maps, titles, path=None, show=False):
     """For each image, the image and its blocks' 8x8 attention matrices as heatmaps."""
     n, k = len(images), len(maps)
-    vmax = max(float(m[:n].max()) for m in maps)
+    vmax = max(float(m.max()) for m in maps)  # one colour scale for every panel
     fig, axes = plt.subplots(n, k + 1, figsize=(2.2 * (k + 1), 2.2 * n), squeeze=False)
     for i in range(n):
         axes[i, 0].imshow(images[i].permute(1, 2, 0).cpu())
@@ -118,7 +118,7 @@ def plot_attention(images, maps, titles, path=None, show=False):
         axes[i, 0].axis("off")
         for b in range(k):
             ax = axes[i, b + 1]
-            im = ax.imshow(maps[b][i].cpu(), cmap="viridis", vmin=0, vmax=vmax)  # one colour scale for all
+            im = ax.imshow(maps[b][i].cpu(), cmap="viridis", vmin=0, vmax=vmax)
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:

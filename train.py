@@ -9,7 +9,7 @@ Writes into --out: metrics.json, checkpoint.pt, lr_finder.json and the plots.
 import argparse
 import json
 import platform
-import resource
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -19,15 +19,23 @@ import torch
 import torch.nn.functional as F
 
 from models import PRESETS, Net, count_parameters
-from models.model_9 import ModelConfig
+from models.model_9 import ModelConfig, check_types
 from utils import plots
-from utils.data import AUGMENTATIONS, CLASSES, DataError, Loader, load_cifar10
-from utils.device import grad_scaler, optimizer_kwargs, pick_device, precision_for, set_seed
+from utils.data import AUGMENTATIONS, CLASSES, DataError, Loader, data_label, load_cifar10
+from utils.device import compile_mode, grad_scaler, optimizer_kwargs, pick_device, precision_for, set_seed
 from utils.lr_finder import RULES, find_lr
 from utils.schedule import one_cycle_scheduler
-from utils.training import DivergenceError, confusion_matrix, fit, predict
+from utils.training import DivergenceError, Interrupted, confusion_matrix, fit, predict
 
-DATA_NOTE = "CIFAR-10 (local JPEG-derived copy)"
+
+def peak_memory_mib():
+    """Peak resident memory of this process in MiB, or None where the platform cannot say (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024 / (1024 if sys.platform == "darwin" else 1)  # macOS reports bytes
 
 
 @dataclass
@@ -39,20 +47,25 @@ class RunConfig:
     max_lr: float = 0.0  # 0: take it from the LR range test
     lr_rule: str = "min/2"  # how the LR range test turns its curve into max_lr (utils/lr_finder.py)
     lr_finder_iters: int = 100
+    warmup_frac: float = 5 / 24  # the share of the steps that warm the LR up to its peak (5 of 24 epochs)
+    final_div: float = 1000.0  # the LR falls to max_lr / final_div at the last step
+    betas: tuple = (0.9, 0.999)  # Adam's betas
+    bn_bias_lr_mult: float = 1.0  # the batch norms' biases train at this many times the LR
     weight_decay: float = 0.0  # > 0 switches Adam to AdamW
     label_smoothing: float = 0.0
-    augment: tuple = ("flip",)  # any of "crop", "flip", "cutout"; this small net underfits: crop costs 2 points
+    augment: tuple = ("flip",)  # "crop" or "crop2" (+-4 or +-2 pixels), "flip" or "altflip", "cutout" (utils/data.py)
     train_subset: int = 0  # 0: all 50,000 training images; N: the first N
     test_subset: int = 0  # 0: all 10,000 test images
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "mps"
     precision: str = "auto"  # "auto" (by device), "bf16", "fp16", "fp32"
-    channels_last: bool = True  # NHWC activations: 1.1-1.7x faster on this CPU (benchmarks/speed.py)
-    compile: bool = False  # torch.compile the model (pays ~20 s once, then faster on CPU for A = 32)
+    channels_last: bool = True  # NHWC activations for the convolutions (README.md, speed)
+    compile: bool = False  # torch.compile the model (CUDA graphs on CUDA); on the CPU it is slower for A = 8
     data_dir: str = ""  # "": $CIFAR10_DIR, else ./data
     download: bool = True  # download with torchvision when the folder has no CIFAR-10
 
     def __post_init__(self):
+        check_types(self, "option")
         self.augment = tuple(self.augment)
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose from {list(PRESETS)}")
@@ -85,12 +98,16 @@ class RunConfig:
     def model_config(self):
         return ModelConfig.from_dict({**PRESETS[self.preset].to_dict(), **self.model})
 
-    def identity(self):
-        """What must match for a checkpoint to be resumed: everything that changes the result."""
+    def identity(self, precision=None):
+        """What must match for a checkpoint to be resumed: everything that changes the result.
+
+        precision: the one actually used ("auto" means another thing on another machine).
+        """
         d = asdict(self)
         for k in ("device", "data_dir", "download"):
             d.pop(k)
-        d["augment"] = list(self.augment)
+        d["augment"], d["betas"] = list(self.augment), list(self.betas)  # as JSON gives them back
+        d["precision"] = precision or self.precision
         return d
 
 
@@ -106,6 +123,10 @@ class Run:
     test_loader: Loader
     test_images: torch.Tensor  # uint8, for galleries
     criterion: object
+    data: str  # what the data are: "CIFAR-10 (official files)" or an unverified copy
+
+    def identity(self):
+        return self.cfg.identity(self.precision)
 
 
 def setup(cfg, verbose=True):
@@ -114,6 +135,8 @@ def setup(cfg, verbose=True):
     precision = precision_for(device) if cfg.precision == "auto" else cfg.precision
     if verbose:
         print(f"precision: {precision}")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN time its algorithms once
     set_seed(cfg.seed)
     x_train, y_train = load_cifar10(cfg.data_dir or None, train=True, download=cfg.download)
     x_test, y_test = load_cifar10(cfg.data_dir or None, train=False, download=cfg.download)
@@ -127,29 +150,37 @@ def setup(cfg, verbose=True):
     net = Net(cfg.model_config()).to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    model = torch.compile(net) if cfg.compile else net
+    model = torch.compile(net, mode=compile_mode(device)) if cfg.compile else net
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    data = data_label(cfg.data_dir or None)
     if verbose:
-        print(f"data: {len(y_train):,} training and {len(y_test):,} test images; model: {count_parameters(net):,} parameters")
-    return Run(cfg, device, precision, model, net, train_loader, test_loader, x_test, criterion)
+        print(f"data: {data}, {len(y_train):,} training and {len(y_test):,} test images; "
+              f"model: {count_parameters(net):,} parameters")
+    return Run(cfg, device, precision, model, net, train_loader, test_loader, x_test, criterion, data)
 
 
 def make_optimizer(run, lr):
-    """Adam (AdamW with weight decay), fused on CUDA, foreach elsewhere."""
+    """Adam (AdamW with weight decay), fused where torch has it; BN biases in a group of their own if asked."""
     opt = torch.optim.AdamW if run.cfg.weight_decay else torch.optim.Adam
-    return opt(run.model.parameters(), lr=lr, weight_decay=run.cfg.weight_decay, **optimizer_kwargs(run.device))
+    params = list(run.net.parameters())
+    if run.cfg.bn_bias_lr_mult != 1 and run.net.bns is not None:
+        bn_biases = [bn.bias for bn in run.net.bns]
+        rest = [p for p in params if all(p is not b for b in bn_biases)]
+        params = [{"params": rest}, {"params": bn_biases, "lr_mult": run.cfg.bn_bias_lr_mult}]
+    return opt(params, lr=lr, betas=tuple(run.cfg.betas), weight_decay=run.cfg.weight_decay,
+               **optimizer_kwargs(run.device))
 
 
-def find_max_lr(run, out_dir=None, resume=False):
+def find_max_lr(run, out_dir=None, resume=False, progress=True):
     """The LR range test on the training data; saves lr_finder.json (and reuses it on resume)."""
     saved = Path(out_dir) / "lr_finder.json" if out_dir else None
     if resume and saved and saved.exists():
         result = json.loads(saved.read_text())
-        if result.get("identity") == run.cfg.identity():
+        if result.get("identity") == run.identity():
             return result
     result = find_lr(run.model, make_optimizer(run, 1e-5), run.criterion, run.train_loader, device=run.device,
-                     precision=run.precision, num_iter=run.cfg.lr_finder_iters, rule=run.cfg.lr_rule)
-    result["identity"] = run.cfg.identity()
+                     precision=run.precision, num_iter=run.cfg.lr_finder_iters, rule=run.cfg.lr_rule, progress=progress)
+    result["identity"] = run.identity()
     if saved:
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps(result))
@@ -159,10 +190,11 @@ def find_max_lr(run, out_dir=None, resume=False):
 def train_model(run, max_lr, out_dir=None, resume=False, progress=True, log=print):
     """The one-cycle training of cfg.epochs epochs; returns fit's history."""
     optimizer = make_optimizer(run, max_lr)
-    scheduler = one_cycle_scheduler(optimizer, max_lr, run.cfg.epochs, len(run.train_loader))
+    scheduler = one_cycle_scheduler(optimizer, max_lr, run.cfg.epochs, len(run.train_loader),
+                                    warmup_frac=run.cfg.warmup_frac, final_div=run.cfg.final_div)
     return fit(run.model, optimizer, scheduler, run.train_loader, run.test_loader, run.cfg.epochs,
                device=run.device, precision=run.precision, scaler=grad_scaler(run.device, run.precision),
-               criterion=run.criterion, run_dir=out_dir, config=run.cfg.identity(), resume=resume, progress=progress, log=log)
+               criterion=run.criterion, run_dir=out_dir, config=run.identity(), resume=resume, progress=progress, log=log)
 
 
 def plot_training(run, history, lr_result, image_dir, show=False):
@@ -216,27 +248,39 @@ def metrics_of(run, history, max_lr, lr_result, wall_s, analysis=None):
     return {
         "config": asdict(run.cfg) | {"augment": list(run.cfg.augment)}, "model_config": run.net.config.to_dict(),
         "params": count_parameters(run.net), "device": str(run.device), "machine": machine_name(run.device),
-        "precision": run.precision, "torch": torch.__version__, "data": DATA_NOTE, "max_lr": max_lr,
+        "precision": run.precision, "torch": torch.__version__, "data": run.data, "max_lr": max_lr,
         "lr_finder": {k: lr_result[k] for k in ("suggested", "steepest", "diverged")} if lr_result else None,
         "final_test_acc": last["test_acc"], "final_test_loss": last["test_loss"],
         "wall_s": wall_s, "train_s": sum(history["epoch_seconds"]),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_memory_mib(),
         **(analysis or {}), "history": history["epochs"], "step_lrs": history["step_lrs"],
         "epoch_seconds": history["epoch_seconds"],
     }
+
+
+def writable_folder(path):
+    """Create the run folder and check that a file can be written there; a ValueError says why not."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write to the output folder {out}: {e.strerror or e}; choose another with --out") from None
+    return out
 
 
 def train_and_report(cfg, out_dir="runs/latest", resume=False, progress=True, images=True):
     """setup -> LR range test (unless cfg.max_lr) -> train -> plots -> metrics.json; returns the metrics."""
     t0 = time.perf_counter()
     r = setup(cfg)  # fails early, before anything is written, on a bad device or data folder
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(out_dir)
     lr_result = None
     if cfg.max_lr:
         max_lr = cfg.max_lr
     else:
-        lr_result = find_max_lr(r, out, resume)
+        lr_result = find_max_lr(r, out, resume, progress)
         max_lr = lr_result["suggested"]
         print(f"LR range test: suggested max LR {max_lr:.3e} (rule {cfg.lr_rule}); steepest slope at {lr_result['steepest'] or 0:.3e}")
     history = train_model(r, max_lr, out, resume=resume, progress=progress)
@@ -276,7 +320,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=128, help="images per training step")
     p.add_argument("--max-lr", type=float, default=0.0, help="skip the LR range test and use this max LR")
     p.add_argument("--lr-rule", default="min/2", help=f"LR range test rule, one of {list(RULES)}")
-    p.add_argument("--augment", default="flip", help="comma-separated: crop, flip, cutout; 'none' for none")
+    p.add_argument("--augment", default="flip", help="comma-separated: crop or crop2, flip or altflip, cutout; 'none' for none")
     p.add_argument("--weight-decay", type=float, default=0.0, help="> 0 switches Adam to AdamW")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="CrossEntropyLoss label smoothing")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
@@ -304,6 +348,12 @@ def main(argv=None):
     except DivergenceError as e:
         print(f"error: {e}. The last good checkpoint is in {a.out}.", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as e:
+        args = list(sys.argv[1:] if argv is None else argv)
+        again = shlex.join(["python", "train.py", *args, *([] if "--resume" in args else ["--resume"])])
+        where = str(e) if isinstance(e, Interrupted) else "interrupted before training started"
+        print(f"{where}; continue with: {again}", file=sys.stderr)
+        return 130
     except (ValueError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

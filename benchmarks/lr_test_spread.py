@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from train import DATA_NOTE, RunConfig, find_max_lr, machine_name, setup  # noqa: E402
+from train import RunConfig, find_max_lr, machine_name, setup  # noqa: E402
 from utils.lr_finder import SKIP_START  # noqa: E402
 
 
@@ -26,12 +26,12 @@ def main():
             r = find_max_lr(run)
             lrs, losses = r["lrs"], r["losses"]
             i = min(range(SKIP_START, len(losses)), key=losses.__getitem__)
-            rows.append({"scale": scale, "seed": seed, "suggested": r["suggested"], "min_lr": lrs[i],
+            rows.append({"scale": scale, "seed": seed, "model_config": run.net.config.to_dict(), "suggested": r["suggested"], "min_lr": lrs[i],
                          "dip_pct": 100 * (1 - losses[i] / losses[SKIP_START]),
                          "diverged_at": lrs[-1] if r["diverged"] else None})
             print(rows[-1], flush=True)
     out = ROOT / "benchmarks" / "results" / "lr_test_spread.json"
-    out.write_text(json.dumps({"rows": rows, "batch_size": 256, "machine": machine_name(run.device), "data": DATA_NOTE}, indent=1))
+    out.write_text(json.dumps({"rows": rows, "batch_size": 256, "machine": machine_name(run.device), "data": run.data}, indent=1))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def main():
         blocks, logit_spread = trace(net, batch)
         with torch.no_grad():
             pooled = net.features(batch).std(0).mean().item()
-        result[name] = {"pooled_x_spread_across_images": pooled, "blocks": blocks, "logit_spread_across_images": logit_spread}
+        result[name] = {"model_config": net.config.to_dict(), "pooled_x_spread_across_images": pooled, "blocks": blocks, "logit_spread_across_images": logit_spread}
         print(f"{name}: X spread across images after the pool {pooled:.2e}")
         for i, r in enumerate(blocks, 1):
             print(f"  block {i}: AM off uniform by <= {r['am_max_dev_from_uniform']:.4f}; Z spread / V spread "

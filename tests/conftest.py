@@ -1,4 +1,8 @@
-"""Shared test helpers: the real CIFAR-10 copy, and small files in the official layouts."""
+"""Shared test helpers: the real CIFAR-10, and small files in the official layouts.
+
+The real data: $CIFAR10_DIR, else ./data beside this repository's files, downloaded there
+once (by torchvision) when it is missing and the internet is there.
+"""
 import os
 import pickle
 import sys
@@ -9,17 +13,28 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CIFAR_DIR = Path(os.environ.get("CIFAR10_DIR") or ROOT.parent / "shared" / "cifar10")
+CIFAR_DIR = Path(os.environ.get("CIFAR10_DIR") or ROOT / "data")
+
+
+def real_cifar(root, ci):
+    """root once it holds CIFAR-10 (downloaded there if missing); else a skip that says how to get
+    the data, or in CI (ci=True) a failure: CI never skips for want of data."""
+    from utils.data import DataError, load_cifar10
+
+    try:
+        load_cifar10(root, train=False, download=True)
+    except DataError as e:
+        message = (f"no CIFAR-10 for the real-data tests ({e}). Get it once with internet: "
+                   "`python -c \"from utils.data import load_cifar10; load_cifar10()\"` downloads it into ./data, "
+                   "or set CIFAR10_DIR to a folder with cifar-10-batches-py/ or cifar-10-batches-bin/")
+        (pytest.fail if ci else pytest.skip)(message)
+    return root
 
 
 @pytest.fixture(scope="session")
 def cifar_dir():
-    """The real CIFAR-10 folder; in CI its absence is a failure, never a skip."""
-    if not (CIFAR_DIR / "cifar-10-batches-bin").is_dir() and not (CIFAR_DIR / "cifar-10-batches-py").is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"CIFAR-10 not found at {CIFAR_DIR}: set CIFAR10_DIR")
-        pytest.skip(f"CIFAR-10 not found at {CIFAR_DIR}")
-    return CIFAR_DIR
+    """The real CIFAR-10 folder."""
+    return real_cifar(CIFAR_DIR, ci=bool(os.environ.get("CI")))
 
 
 def fake_cifar(n, seed=0):

@@ -1,6 +1,7 @@
 """train.py from the command line: metrics.json, resume after SIGKILL, one-line errors."""
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -40,10 +41,14 @@ def test_train_py_writes_valid_metrics_json(cifar_dir, tmp_path):
     for png in ("losses.png", "accs.png", "lr_finder.png", "lr_schedule.png", "confusion.png", "attention.png"):
         assert (out / png).stat().st_size > 1000
     assert "Epoch  2/2" in stdout
+    assert stderr == ""  # --no-progress: no bar at all, the LR range test's included
 
 
-def test_run_killed_mid_epoch_resumes_to_the_same_result(cifar_dir, tmp_path):
-    args = [*QUICK, "--epochs", "3"]
+@pytest.mark.parametrize("precision", ["auto", "fp16"])
+def test_run_killed_mid_epoch_resumes_to_the_same_result(cifar_dir, tmp_path, precision):
+    args = [*QUICK, "--epochs", "3", "--precision", precision]
+    if precision == "fp16":  # ~12x slower on a CPU: fewer, smaller steps
+        args += ["--train-subset", "512", "--test-subset", "256", "--batch-size", "64"]
     whole = cli([*args, "--out", str(tmp_path / "whole")], cifar_dir)
     assert whole.wait(timeout=300) == 0, whole.stderr.read()
 
@@ -79,6 +84,9 @@ def test_run_killed_mid_epoch_resumes_to_the_same_result(cifar_dir, tmp_path):
     (["--max-lr", "-0.1"], "max_lr must be positive"),
     (["--augment", "crop,rotate"], "unknown augmentation(s) ['rotate']"),
     (["--model", "dropout=0.1"], "unknown model option(s) ['dropout']"),
+    (["--model", "residual=maybe"], "model option 'residual' takes true or false, got 'maybe'"),
+    (["--model", "strides=two,2,1"], "model option 'strides' takes three positive integers"),
+    (["--model", "kqv_dim=wide"], "model option 'kqv_dim' takes an integer, got 'wide'"),
     (["--preset", "huge"], "unknown preset 'huge'"),
     (["--device", "cuda"], "no usable CUDA GPU"),
     (["--device", "tpu"], "unknown device 'tpu'"),
@@ -107,3 +115,41 @@ def test_corrupt_batch_file_gets_one_line_error_from_the_command_line(tmp_path):
     assert p.returncode == 2
     assert stderr.strip().splitlines() == [stderr.strip()] and "data_batch_4.bin: truncated or corrupt" in stderr
     assert "Traceback" not in stderr
+
+
+def test_ctrl_c_says_where_it_stopped_and_the_printed_command_resumes(cifar_dir, tmp_path):
+    out = tmp_path / "run"
+    args = [*QUICK, "--epochs", "3", "--out", str(out)]
+    p = cli(args, cifar_dir)
+    ckpt = out / "checkpoint.pt"
+    deadline = time.time() + 240
+    while not ckpt.exists() and time.time() < deadline:  # epoch 1 done: now inside epoch 2
+        time.sleep(0.01)
+    p.send_signal(signal.SIGINT)
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130
+    line, = stderr.strip().splitlines()
+    assert line.startswith("interrupted in epoch 2; the checkpoint after epoch 1 is ") and "Traceback" not in stderr
+    assert len(torch.load(ckpt, weights_only=True)["history"]["epochs"]) == 1
+    again = shlex.split(line.split("continue with: ", 1)[1])
+    assert again[:2] == ["python", "train.py"] and again[-1] == "--resume"
+    resumed = cli(again[2:], cifar_dir)
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert "resumed from" in stdout and "Epoch  3/3" in stdout
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(cifar_dir, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    code = recipe.main([*QUICK, "--data-dir", str(cifar_dir), "--out", str(tmp_path / "file" / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("error: cannot write to the output folder") and "file/run" in err
+
+
+def test_train_py_imports_where_resource_does_not_exist(tmp_path):
+    """Windows has no `resource` module: train.py still imports, and peak memory is simply unknown."""
+    code = ("import sys; sys.modules['resource'] = None; sys.path.insert(0, sys.argv[1]); import train; "
+            "assert train.peak_memory_mib() is None; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import fake_cifar, write_bin_layout, write_py_layout
-from utils.data import DataError, Loader, augment_batch, cutout, load_cifar10
+from utils.data import CLASSES, DataError, Loader, augment_batch, cutout, data_label, load_cifar10
 
 
 def listing(d):
@@ -136,3 +136,95 @@ def test_loader_rejects_bad_options(kwargs, match):
     images, labels = (torch.from_numpy(a) for a in fake_cifar(4))
     with pytest.raises(ValueError, match=match):
         Loader(images, labels.long(), **kwargs)
+
+
+def test_official_md5s_are_torchvisions():
+    import torchvision
+
+    from utils.data import OFFICIAL_MD5
+    tv = torchvision.datasets.CIFAR10
+    assert OFFICIAL_MD5 == dict(tv.train_list + tv.test_list)
+
+
+def test_a_copy_that_is_not_the_official_files_is_labelled_unverified(tmp_path):
+    write_py_layout(tmp_path, n=5)
+    assert data_label(tmp_path) == "CIFAR-10 (unverified copy: not the official files)"
+    write_bin_layout(tmp_path / "bin", n=5)
+    assert data_label(tmp_path / "bin") == "CIFAR-10 (unverified copy: not the official files)"
+
+
+def test_download_success_path_end_to_end_from_a_local_server(tmp_path, monkeypatch):
+    """A small archive in torchvision's format, served on 127.0.0.1, read through the normal path."""
+    import hashlib
+    import http.server
+    import tarfile
+    import threading
+    from functools import partial
+
+    import torchvision
+
+    import utils.data as data_module
+    src = write_py_layout(tmp_path / "src", n=10)
+    with open(src / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [c.encode() for c in CLASSES]}, f, protocol=2)
+    served = tmp_path / "served"
+    served.mkdir()
+    with tarfile.open(served / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(src, arcname="cifar-10-batches-py")
+    md5 = lambda p: hashlib.md5(p.read_bytes()).hexdigest()  # noqa: E731
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tv = torchvision.datasets.CIFAR10
+        monkeypatch.setattr(tv, "url", f"http://127.0.0.1:{server.server_address[1]}/cifar-10-python.tar.gz")
+        monkeypatch.setattr(tv, "tgz_md5", md5(served / "cifar-10-python.tar.gz"))
+        files = {name: md5(src / name) for name in data_module.OFFICIAL_MD5}
+        monkeypatch.setattr(data_module, "OFFICIAL_MD5", files)  # as if these were the published files
+        root = tmp_path / "data"
+        x, y = load_cifar10(root, train=True, download=True)
+        xt, yt = load_cifar10(root, train=False, download=False)
+    finally:
+        server.shutdown()
+    images, labels = fake_cifar(10, seed=0)
+    assert x.shape == (50, 3, 32, 32) and torch.equal(x[:10], torch.from_numpy(images))
+    assert torch.equal(y[:10], torch.from_numpy(labels).long()) and len(yt) == 10
+    assert data_label(root) == "CIFAR-10 (official files)"
+
+
+def test_a_crafted_pickle_cannot_run_code(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    d = write_py_layout(tmp_path, n=5)
+    with open(d / "data_batch_2", "wb") as f:
+        pickle.dump({b"data": Payload(), b"labels": [0]}, f)
+    with pytest.raises(DataError) as e:
+        load_cifar10(tmp_path, download=False)
+    assert not marker.exists()
+    assert "data_batch_2: not a CIFAR-10 file, refused" in str(e.value) and "os" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_protocol_2_pickles_like_the_official_files_are_read(tmp_path):
+    d = write_py_layout(tmp_path, n=5)
+    images, labels = fake_cifar(5, seed=5)
+    with open(d / "test_batch", "wb") as f:  # the official files are protocol-2 pickles from Python 2
+        pickle.dump({b"batch_label": b"testing batch 1 of 1", b"labels": labels.tolist(),
+                     b"data": images.reshape(5, -1), b"filenames": [b"x.png"] * 5}, f, protocol=2)
+    x, y = load_cifar10(tmp_path, train=False, download=False)
+    assert torch.equal(x, torch.from_numpy(images))
+
+
+def test_without_data_and_internet_real_data_tests_skip_saying_how_but_ci_fails(tmp_path, monkeypatch):
+    import torchvision
+
+    from conftest import real_cifar
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", "http://127.0.0.1:9/x.tar.gz")  # nothing listens: offline
+    with pytest.raises(pytest.skip.Exception, match="Get it once with internet.*CIFAR10_DIR"):
+        real_cifar(tmp_path / "none", ci=False)
+    with pytest.raises(pytest.fail.Exception, match="no CIFAR-10 for the real-data tests"):
+        real_cifar(tmp_path / "none", ci=True)

@@ -116,3 +116,24 @@ def test_unknown_model_option_is_rejected():
 
 def test_logits_shape():
     assert Net()(torch.zeros(3, 3, 32, 32)).shape == (3, 10)
+
+
+def test_every_result_file_records_a_config_that_rebuilds_its_network():
+    """A committed figure must say which network made it, in a form today's code still builds."""
+    import json
+
+    from conftest import ROOT
+    from train import RunConfig
+    results = ROOT / "benchmarks" / "results"
+    rows = list(json.loads((results / "accuracy.json").read_text()).values())
+    rows += [json.loads((results / f).read_text()) for f in ("notebook_run.json", "failure_lr_at_loss_minimum.json")]
+    for row in rows:
+        net_config = ModelConfig.from_dict(row["model_config"])
+        assert RunConfig.from_dict(row["config"]).model_config() == net_config, row.get("name")
+        assert count_parameters(Net(net_config)) == row["params"], row.get("name")
+    others = [*json.loads((results / "signal_flow.json").read_text()).values(),
+              *json.loads((results / "lr_test_spread.json").read_text())["rows"]]
+    speed = json.loads((results / "speed.json").read_text())
+    others += [speed, speed["default_network"]] if "default_network" in speed else [speed]
+    for r in others:
+        ModelConfig.from_dict(r["model_config"])

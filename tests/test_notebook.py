@@ -1,24 +1,83 @@
-"""The notebook runs end to end on real data, in a small configuration, with no error cell."""
+"""The notebook: its first cell as Colab runs it, its committed outputs, and a small end-to-end run."""
 import json
+import re
+import subprocess
+import sys
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT
 
+NOTEBOOK = ROOT / "Assignment_9_Solution.ipynb"
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
-def test_notebook_executes_on_a_real_slice(cifar_dir, tmp_path, monkeypatch):
+
+def first_cell(repo_url):
+    """The first code cell's source, with REPO_URL set as a student would."""
+    source = next(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code")
+    return re.sub(r'^REPO_URL = ".*?"', f"REPO_URL = {repo_url!r}", source, count=1, flags=re.M)
+
+
+def run_in_colab(source, cwd, times=1):
+    """Run `source` `times` times in one fresh interpreter that looks like Colab; returns (exit code, stderr, cwd)."""
+    program = ("import os, sys, types; sys.modules['google.colab'] = types.ModuleType('google.colab')\n"
+               f"for _ in range({times}):\n    exec(compile({source!r}, 'cell', 'exec'), {{}})\n"
+               "print(os.getcwd())")
+    done = subprocess.run([sys.executable, "-c", program], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stderr, done.stdout.strip()
+
+
+def test_first_cell_with_a_wrong_repo_url_stops_with_one_line(tmp_path):
+    code, stderr, _ = run_in_colab(first_cell(str(tmp_path / "no-such-repo")), tmp_path)
+    assert code == 1
+    assert stderr.strip().splitlines() == [stderr.strip()]
+    assert stderr.startswith("Could not clone REPO_URL") and "Set REPO_URL in this cell" in stderr
+    assert not (tmp_path / "repo").exists()
+
+
+def test_first_cell_clones_once_and_can_run_twice(tmp_path):
+    code, stderr, cwd = run_in_colab(first_cell(str(ROOT)), tmp_path, times=2)  # this checkout stands in for GitHub
+    assert code == 0, stderr
+    assert cwd == str(tmp_path / "repo") and (tmp_path / "repo" / "models" / "model_9.py").exists()
+    assert not (tmp_path / "repo" / "repo").exists()  # the second run neither cloned nor changed folder again
+
+
+def test_readme_colab_link_names_the_repository_of_repo_url():
+    source = next(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code")
+    repo = re.search(r'^REPO_URL = "https://github.com/([^/"]+/[^/"]+?)(?:\.git)?"', source, re.M).group(1)
+    link = f"https://colab.research.google.com/github/{repo}/blob/main/Assignment_9_Solution.ipynb"
+    assert link in (ROOT / "README.md").read_text()
+
+
+def test_committed_notebook_reads_well_without_widgets():
+    """GitHub and nbviewer run no widgets: no frozen '0%| 0/390' bar may be committed."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert outputs and not [o for o in outputs if o.output_type == "error"]
+    assert not [o for o in outputs if WIDGET in o.get("data", {})]
+    assert not [o for o in outputs if "0%|" in str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 8
+    assert all(c.execution_count for c in nb.cells if c.cell_type == "code" and c.source and "REPO_URL" not in c.source)
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp16"])
+def test_notebook_executes_on_a_real_slice(cifar_dir, tmp_path, monkeypatch, precision):
     monkeypatch.setenv("CIFAR10_DIR", str(cifar_dir))
-    nb = nbformat.read(ROOT / "Assignment_9_Solution.ipynb", as_version=4)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
     params = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    small = "train_subset=2048, test_subset=1024" if precision == "auto" else "train_subset=512, test_subset=256, batch_size=64"
     nb.cells.insert(params + 1, nbformat.v4.new_code_cell(  # what papermill would inject
         "from dataclasses import replace\n"
-        "cfg = replace(cfg, epochs=2, train_subset=2048, test_subset=1024, lr_finder_iters=20, download=False)\n"
+        f"cfg = replace(cfg, epochs=2, {small}, lr_finder_iters=20, download=False, precision={precision!r})\n"
         f"OUT, IMAGES, RESULTS = {str(tmp_path / 'run')!r}, {str(tmp_path / 'images')!r}, {str(tmp_path / 'r.json')!r}"))
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 8
-    assert json.loads((tmp_path / "r.json").read_text())["history"][-1]["epoch"] == 2
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["history"][-1]["epoch"] == 2 and result["data"].startswith("CIFAR-10 (")
+    assert result["precision"] == (precision if precision != "auto" else result["precision"])
     for png in ("lr_finder.png", "losses.png", "accs.png", "confusion.png", "misclassified.png", "attention.png"):
         assert (tmp_path / "images" / png).exists()

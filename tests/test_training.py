@@ -5,8 +5,37 @@ import pytest
 import torch
 
 import train as recipe
+from utils.device import grad_scaler
 from utils.lr_finder import find_lr, suggest_lr
-from utils.training import CHECKPOINT, DivergenceError, load_checkpoint
+from utils.schedule import one_cycle_scheduler
+from utils.training import CHECKPOINT, SYNC_EVERY, DivergenceError, Interrupted, fit, load_checkpoint, train_epoch
+
+
+class HostReads(torch.overrides.TorchFunctionMode):
+    """Counts reads of tensor values into Python: each one is a host sync on a GPU."""
+    READS = {"item", "tolist", "__bool__", "__float__", "__int__", "__index__", "numpy", "cpu", "__format__"}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.count += getattr(func, "__name__", "") in self.READS
+        return func(*args, **(kwargs or {}))
+
+
+def failing_at(call, make_loss_bad):
+    """A criterion that is the real loss until its `call`-th use, where make_loss_bad(loss) is returned."""
+    calls = {"n": 0}
+
+    def criterion(out, y):
+        calls["n"] += 1
+        loss = torch.nn.functional.cross_entropy(out, y)
+        return make_loss_bad(loss) if calls["n"] == call else loss
+    return criterion
+
+
+FP16_SMALL = dict(train_subset=512, test_subset=256, batch_size=64)  # fp16 on a CPU is ~12x slower than bf16
 
 
 def small_cfg(cifar_dir, **kw):
@@ -29,22 +58,89 @@ def test_same_seed_gives_identical_metrics(cifar_dir):
     assert runs[0]["epochs"] == runs[1]["epochs"] and runs[0]["step_lrs"] == runs[1]["step_lrs"]
 
 
-def test_non_finite_loss_stops_at_once_and_keeps_last_good_checkpoint(cifar_dir, tmp_path):
-    run = recipe.setup(small_cfg(cifar_dir, epochs=3), verbose=False)
-    calls = {"n": 0}
+@pytest.mark.parametrize("precision", ["auto", "fp16"])
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(cifar_dir, tmp_path, precision):
+    cfg = small_cfg(cifar_dir, epochs=3, precision=precision, **FP16_SMALL if precision == "fp16" else {})
+    run = recipe.setup(cfg, verbose=False)
     steps = len(run.train_loader)
-
-    def criterion(out, y):  # real loss, until the 3rd step of epoch 2 (epoch 1: 8 steps + 1 evaluation)
-        calls["n"] += 1
-        loss = torch.nn.functional.cross_entropy(out, y)
-        return loss * float("nan") if calls["n"] == steps + 1 + 3 else loss
-
-    run.criterion = criterion
-    with pytest.raises(DivergenceError, match=r"epoch 2, step 3/8, lr [0-9.e-]+: .*lower max_lr"):
+    run.criterion = failing_at(steps + 1 + 3, lambda loss: loss * float("nan"))  # step 3 of epoch 2 (epoch 1: steps + 1 evaluation)
+    with pytest.raises(DivergenceError, match=rf"nan at epoch 2, step 3/{steps}, lr [0-9.e-]+: .*lower max_lr"):
         recipe.train_model(run, 5e-3, out_dir=tmp_path, progress=False)
     state = load_checkpoint(tmp_path / CHECKPOINT)
     assert len(state["history"]["epochs"]) == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_finite_blow_up_stops_like_nan(cifar_dir, tmp_path):
+    run = recipe.setup(small_cfg(cifar_dir, epochs=3), verbose=False)
+    run.criterion = failing_at(5, lambda loss: loss * 3e7)  # the 'LR at the loss minimum' row: 7e7 in epoch 4
+    with pytest.raises(DivergenceError, match=r"loss became [0-9.e+]+ at epoch 1, step 5/8, lr .*above 10 x ln 10 = 23.0.*lower max_lr"):
+        recipe.train_model(run, 5e-3, out_dir=tmp_path, progress=False)
+    assert not (tmp_path / CHECKPOINT).exists()  # no epoch finished: nothing to keep
+
+
+def test_a_training_epoch_reads_from_the_device_only_every_n_steps(cifar_dir):
+    run = recipe.setup(small_cfg(cifar_dir, train_subset=8192, batch_size=64), verbose=False)  # 128 steps
+    opt = recipe.make_optimizer(run, 1e-3)
+    with HostReads() as reads:
+        train_epoch(run.model, run.train_loader, opt, device=run.device, precision=run.precision, progress=True)
+    assert len(run.train_loader) == 128
+    assert reads.count <= 128 // SYNC_EVERY + 1  # the old loop read the loss and the accuracy every step: 256
+
+
+def test_a_run_stuck_at_chance_says_so_and_a_healthy_one_does_not(cifar_dir):
+    lines = []
+    stuck = recipe.setup(small_cfg(cifar_dir, preset="reference", epochs=4, train_subset=512, test_subset=2000),
+                         verbose=False)
+    recipe.train_model(stuck, 1e-7, progress=False, log=lines.append)  # an LR that never moves it off chance
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert len(warnings) == 1 and lines.index(warnings[0]) == 3  # after epoch 3, once
+    assert "3 epochs at chance" in warnings[0] and "max LR 1.00e-07" in warnings[0] and "min/10" in warnings[0]
+    healthy = []
+    recipe.train_model(recipe.setup(small_cfg(cifar_dir, train_subset=4096, epochs=4), verbose=False), 5e-3,
+                       progress=False, log=healthy.append)
+    assert len(healthy) == 4 and not [line for line in healthy if "warning" in line]
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp16"])
+def test_interrupted_fit_resumes_to_the_uninterrupted_result(cifar_dir, tmp_path, precision):
+    """What the notebook's stop button does: KeyboardInterrupt mid-epoch, then RESUME = True."""
+    cfg = small_cfg(cifar_dir, epochs=3, precision=precision, **FP16_SMALL if precision == "fp16" else {})
+    whole = recipe.train_model(recipe.setup(cfg, verbose=False), 5e-3, progress=False)
+    run = recipe.setup(cfg, verbose=False)
+    steps = len(run.train_loader)
+
+    def stop(loss):
+        raise KeyboardInterrupt
+    run.criterion = failing_at(steps + 1 + 2, stop)
+    with pytest.raises(Interrupted, match=r"interrupted in epoch 2; the checkpoint after epoch 1 is .*checkpoint.pt"):
+        recipe.train_model(run, 5e-3, out_dir=tmp_path, progress=False)
+    resumed = recipe.train_model(recipe.setup(cfg, verbose=False), 5e-3, out_dir=tmp_path, resume=True, progress=False)
+    assert resumed["epochs"] == whole["epochs"] and resumed["step_lrs"] == whole["step_lrs"]
+
+
+def test_resuming_in_another_precision_is_refused_naming_it(cifar_dir, tmp_path):
+    first = recipe.setup(small_cfg(cifar_dir, epochs=1, train_subset=256), verbose=False)  # "auto"
+    recipe.train_model(first, 5e-3, out_dir=tmp_path, progress=False)
+    other = "fp16" if first.precision != "fp16" else "fp32"
+    again = recipe.setup(small_cfg(cifar_dir, epochs=1, train_subset=256, precision=other), verbose=False)
+    with pytest.raises(ValueError, match=rf"precision: checkpoint '{first.precision}', now '{other}'"):
+        recipe.train_model(again, 5e-3, out_dir=tmp_path, resume=True, progress=False)
+
+
+def test_fp16_with_a_live_scaler_trains_and_finds_an_lr(cifar_dir):
+    """The T4's path (fp16 autocast + GradScaler + fused Adam), run on the CPU."""
+    run = recipe.setup(small_cfg(cifar_dir, precision="fp16", epochs=2, **FP16_SMALL), verbose=False)
+    res = find_lr(run.model, recipe.make_optimizer(run, 1e-5), run.criterion, run.train_loader, device=run.device,
+                  precision="fp16", end_lr=1e-1, num_iter=12, progress=False)
+    assert len(res["lrs"]) == 12 and all(math.isfinite(v) for v in res["losses"]) and res["suggested"] > 0
+    optimizer = recipe.make_optimizer(run, 5e-3)
+    scheduler = one_cycle_scheduler(optimizer, 5e-3, 2, len(run.train_loader))
+    scaler = grad_scaler(run.device, "fp16")
+    history = fit(run.model, optimizer, scheduler, run.train_loader, run.test_loader, 2, device=run.device,
+                         precision="fp16", scaler=scaler, progress=False, log=lambda line: None)["epochs"]
+    assert scaler.is_enabled() and scaler.get_scale() > 1  # a live scaler, still scaling
+    assert history[-1]["train_loss"] < history[0]["train_loss"] < math.log(10)
 
 
 def test_checkpoint_of_another_configuration_is_refused(cifar_dir, tmp_path):
@@ -65,7 +161,7 @@ def test_lr_finder_suggests_and_restores_model_and_optimizer(cifar_dir):
     opt = recipe.make_optimizer(run, 1e-3)
     before = {k: v.clone() for k, v in run.model.state_dict().items()}
     res = find_lr(run.model, opt, run.criterion, run.train_loader, device=run.device, precision=run.precision,
-                  end_lr=1e-2, num_iter=30)
+                  end_lr=1e-2, num_iter=30, progress=False)
     assert len(res["lrs"]) == 30 and not res["diverged"]
     assert 1e-5 <= res["suggested"] <= 1 and math.isfinite(res["steepest"])
     assert all(torch.equal(before[k], v) for k, v in run.model.state_dict().items())
@@ -75,7 +171,7 @@ def test_lr_finder_suggests_and_restores_model_and_optimizer(cifar_dir):
 def test_lr_finder_stops_early_on_divergence(cifar_dir):
     run = recipe.setup(small_cfg(cifar_dir), verbose=False)
     res = find_lr(run.model, recipe.make_optimizer(run, 1e-3), run.criterion, run.train_loader,
-                  device=run.device, precision=run.precision, start_lr=1e-2, end_lr=1e6, num_iter=100)
+                  device=run.device, precision=run.precision, start_lr=1e-2, end_lr=1e6, num_iter=100, progress=False)
     assert res["diverged"] and len(res["lrs"]) < 100
     assert res["suggested"] < 1e3
 

@@ -1,10 +1,19 @@
-"""Helpers for training small image classifiers; copy any one file into a later assignment."""
+"""Helpers for training small image classifiers; each file also works copied alone into a later assignment.
+
+The LR finder (and so torch-lr-finder) is imported only when find_lr or suggest_lr is first used.
+"""
 from .data import CLASSES, DataError, Loader, load_cifar10
 from .device import autocast, pick_device, precision_for, set_seed
-from .lr_finder import find_lr, suggest_lr
 from .schedule import one_cycle_lr, one_cycle_scheduler
-from .training import DivergenceError, confusion_matrix, evaluate, fit, predict, train_epoch
+from .training import DivergenceError, Interrupted, confusion_matrix, evaluate, fit, predict, train_epoch
 
 __all__ = ["CLASSES", "DataError", "Loader", "load_cifar10", "autocast", "pick_device", "precision_for",
            "set_seed", "find_lr", "suggest_lr", "one_cycle_lr", "one_cycle_scheduler", "DivergenceError",
-           "confusion_matrix", "evaluate", "fit", "predict", "train_epoch"]
+           "Interrupted", "confusion_matrix", "evaluate", "fit", "predict", "train_epoch"]
+
+
+def __getattr__(name):  # PEP 562: a lazy attribute of the package
+    if name in ("find_lr", "suggest_lr"):
+        from . import lr_finder
+        return getattr(lr_finder, name)
+    raise AttributeError(f"module 'utils' has no attribute {name!r}")

@@ -1,14 +1,22 @@
 """CIFAR-10 as uint8 tensors, and a loader that augments whole batches on the device.
 
-The only CIFAR-specific file in utils/. load_cifar10 reads either official on-disk
-layout (cifar-10-batches-py, what torchvision downloads; or cifar-10-batches-bin) and
-checks every file, so a wrong path or a damaged file is one clear DataError. Loader
-keeps the whole set as one tensor on the training device and does crop, flip, cutout and
-normalisation there, a batch at a time: no worker processes, no PIL.
+Needs: torch, numpy (torchvision only to download). The only CIFAR-specific file in utils/;
+copy it alone into another project.
+
+load_cifar10 reads either official on-disk layout (cifar-10-batches-py, what torchvision
+downloads; or cifar-10-batches-bin) and checks every file, so a wrong path or a damaged
+file is one clear DataError. The python layout is a pickle: it is read with an
+unpickler that builds only what the official files hold (dicts, lists, bytes, numpy
+arrays), so a crafted file cannot run code. data_label says whether the files are the
+official ones. Loader keeps the whole set as one tensor on the training device and does
+crop, flip, cutout and normalisation there, a batch at a time: no worker processes, no PIL.
 """
+import hashlib
 import os
 import pickle
 from pathlib import Path
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -16,10 +24,16 @@ import torch.nn.functional as F
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
-AUGMENTATIONS = ("crop", "flip", "cutout")
+AUGMENTATIONS = ("crop", "crop2", "flip", "altflip", "cutout")  # crop2: +-2-pixel shifts; altflip: alternating
 RECORD = 1 + 3 * 32 * 32  # binary layout: label byte, then R, G, B planes
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
+# torchvision's published MD5s of the official python-layout files (torchvision.datasets.CIFAR10)
+OFFICIAL_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
+}
 
 
 class DataError(ValueError):
@@ -51,14 +65,37 @@ def _read_bin(path):
     return rows[:, 1:].reshape(-1, 3, 32, 32).clone(), labels
 
 
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
+_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy's array rebuilder, wherever this numpy version keeps it
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Builds only what an official CIFAR-10 file holds; any other global is refused, never called."""
+
+    ALLOWED = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+               ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,  # numpy 1 (and the official files)
+               ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,  # numpy 2
+               ("_codecs", "encode"): __import__("codecs").encode}  # protocol-2 pickles store bytes this way
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise _Refused(f"it asks for {module}.{name}, which a CIFAR-10 file never holds")
+        return self.ALLOWED[(module, name)]
+
+
 def _read_py(path):
     """One python-layout (pickled) file -> (images (N, 3, 32, 32) uint8, labels (N,) int64)."""
     if not path.is_file():
         raise DataError(f"{path}: file missing from the CIFAR-10 python layout")
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")  # the official format; only load files you trust
+            d = _SafeUnpickler(f, encoding="bytes").load()
         data, labels = d[b"data"], d[b"labels"]
+    except _Refused as e:
+        raise DataError(f"{path}: not a CIFAR-10 file, refused ({e})") from None
     except Exception as e:  # a truncated pickle raises any of several errors
         raise DataError(f"{path}: truncated or corrupt pickle ({type(e).__name__}: {e})") from None
     images = torch.as_tensor(data)
@@ -69,6 +106,17 @@ def _read_py(path):
         raise DataError(f"{path}: {len(images)} images but {len(labels)} labels")
     _check_labels(labels, path)
     return images.reshape(-1, 3, 32, 32).clone(), labels
+
+
+def data_label(data_dir=None):
+    """'CIFAR-10 (official files)' when every python-layout file matches torchvision's published
+    MD5 (what a download gives); any other copy is named unverified."""
+    py_dir = resolve_data_dir(data_dir) / "cifar-10-batches-py"
+    for name, md5 in OFFICIAL_MD5.items():
+        f = py_dir / name
+        if not f.is_file() or hashlib.md5(f.read_bytes()).hexdigest() != md5:
+            return "CIFAR-10 (unverified copy: not the official files)"
+    return "CIFAR-10 (official files)"
 
 
 def load_cifar10(data_dir=None, train=True, download=True):
@@ -93,30 +141,40 @@ def load_cifar10(data_dir=None, train=True, download=True):
 
 
 def _download(root):
-    import torchvision
+    """Download and extract the official python-layout archive (its MD5 checked) with torchvision.
+
+    Only the download: torchvision's CIFAR10 class would also unpickle the files without our checks.
+    """
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import download_and_extract_archive
 
     try:
-        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+        download_and_extract_archive(CIFAR10.url, str(root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
     except Exception as e:
         raise DataError(f"could not download CIFAR-10 into {root.resolve()} ({type(e).__name__}: {e}); "
                         "without internet, put cifar-10-batches-bin/ or cifar-10-batches-py/ there "
                         "or set CIFAR10_DIR") from None
 
 
-def augment_batch(x, augment, generator):
-    """Random crop after 4-pixel zero padding, horizontal flip; x (B, C, H, W), any dtype."""
+def augment_batch(x, augment, generator, flip=None):
+    """Random crop after zero padding (4 pixels: "crop", 2: "crop2"), horizontal flip; x (B, C, H, W), any dtype.
+
+    flip: which images to mirror, (B,) bool; drawn at random (half of them) when "flip" is asked and flip is None.
+    """
     b, _, h, w = x.shape
     dev = x.device
-    if "crop" in augment:
-        xp = F.pad(x, (4, 4, 4, 4))  # (B, C, H+8, W+8)
-        dy, dx = torch.randint(0, 9, (2, b, 1), device=dev, generator=generator)
+    pad = 4 if "crop" in augment else 2 if "crop2" in augment else 0
+    if pad:
+        xp = F.pad(x, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p)
+        dy, dx = torch.randint(0, 2 * pad + 1, (2, b, 1), device=dev, generator=generator)
         rows = (dy + torch.arange(h, device=dev))[:, None, :, None]  # (B, 1, H, 1)
         cols = (dx + torch.arange(w, device=dev))[:, None, None, :]  # (B, 1, 1, W)
         batch = torch.arange(b, device=dev)[:, None, None, None]  # (B, 1, 1, 1)
         chans = torch.arange(x.shape[1], device=dev)[None, :, None, None]  # (1, C, 1, 1)
         x = xp[batch, chans, rows, cols]  # (B, C, H, W)
-    if "flip" in augment:
+    if flip is None and "flip" in augment:
         flip = torch.rand(b, device=dev, generator=generator) < 0.5
+    if flip is not None:
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     return x
 
@@ -143,6 +201,8 @@ class Loader:
         unknown = [a for a in augment if a not in AUGMENTATIONS]
         if unknown:
             raise ValueError(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
+        if {"crop", "crop2"} <= set(augment) or {"flip", "altflip"} <= set(augment):
+            raise ValueError(f"choose one crop and one flip, got {list(augment)}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.device = torch.device(device)
@@ -154,6 +214,10 @@ class Loader:
         # training drops the last partial batch (batch norm dislikes tiny ones), unless it is the only one
         n = len(self.labels)
         self.num_batches = max(1, n // batch_size) if train else -(-n // batch_size)
+        # altflip: half the images, chosen once, are mirrored in odd epochs and the other half in even ones,
+        # so every image is seen both ways in any two epochs in a row
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        self.flip_half = torch.rand(n, device=self.device, generator=g) < 0.5 if "altflip" in augment else None
 
     def __len__(self):
         return self.num_batches
@@ -173,7 +237,8 @@ class Loader:
                 idx = order[idx]
             x, y = self.images[idx], self.labels[idx]
             if self.train:
-                x = augment_batch(x, self.augment, g)
+                flip = None if self.flip_half is None else self.flip_half[idx] ^ bool(self.epoch % 2)
+                x = augment_batch(x, self.augment, g, flip)
             x = (x.float() - self.mean) / self.std
             if self.train and "cutout" in self.augment:
                 x = cutout(x, g)  # after normalisation: the hole is the mean colour

@@ -1,8 +1,12 @@
-"""Device, precision and seeding: pick the hardware and the fastest safe number format.
+"""Device, precision and seeding: pick the hardware and the number format it runs natively.
 
-Nothing here is CIFAR-specific. precision_for chooses bf16 autocast where the hardware
-has fast bf16 (Ampere+ GPUs, CPUs with AVX512-BF16/AMX), fp16 with a gradient scaler on
-older GPUs (Colab's T4), fp32 otherwise.
+Needs: torch. Nothing here is CIFAR-specific; copy it alone into another project.
+
+precision_for chooses by what the hardware computes natively, not by what torch can
+emulate: bf16 autocast on CUDA GPUs of compute capability 8.0 or more (A100, L4, H100)
+and on CPUs with AVX512-BF16/AMX; fp16 with a gradient scaler on capability 7.x (Colab's
+T4 is 7.5: torch reports bf16 as "supported" there, but only emulated, and sends bf16
+convolutions to cuDNN only from 8.0); fp32 everywhere else.
 """
 import contextlib
 import random
@@ -35,10 +39,11 @@ def pick_device(device="auto", verbose=True):
 
 
 def precision_for(device):
-    """'bf16', 'fp16' or 'fp32': the autocast format this device runs fastest without losing accuracy."""
+    """'bf16', 'fp16' or 'fp32': the autocast format this device runs natively."""
     device = torch.device(device)
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        major, _ = torch.cuda.get_device_capability(device)
+        return "bf16" if major >= 8 else "fp16" if major == 7 else "fp32"
     if device.type == "cpu":
         try:
             return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
@@ -56,13 +61,21 @@ def autocast(device, precision):
 
 
 def optimizer_kwargs(device):
-    """Keyword arguments for torch.optim.Adam/AdamW: the fused kernel on CUDA, foreach elsewhere."""
-    return {"fused": True} if torch.device(device).type == "cuda" else {"foreach": True}
+    """Keyword arguments for torch.optim.Adam/AdamW: the fused kernel where torch has one (CUDA, CPU).
+
+    The fused kernel also lets a GradScaler skip an inf step on the device, with no host sync.
+    """
+    return {"fused": True} if torch.device(device).type in ("cuda", "cpu") else {"foreach": True}
 
 
 def grad_scaler(device, precision):
     """A GradScaler, enabled only for fp16 (bf16 and fp32 need none)."""
     return torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
+
+
+def compile_mode(device):
+    """torch.compile's mode: CUDA graphs on CUDA (one launch a step), the default elsewhere."""
+    return "reduce-overhead" if torch.device(device).type == "cuda" else "default"
 
 
 def set_seed(seed):

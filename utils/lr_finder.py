@@ -1,19 +1,22 @@
 """LR range test: torch-lr-finder's exponential sweep, a robust max-LR rule, no side effects.
 
-Nothing here is CIFAR-specific. find_lr raises the LR exponentially from start_lr to
-end_lr, one batch a step, records the smoothed loss, stops early when the loss diverges
-(5x its best, or NaN), then restores the model and optimizer as they were.
+Needs: torch, torch-lr-finder (and tqdm, which it uses). Nothing here is CIFAR-specific;
+copy it alone into another project.
+
+find_lr raises the LR exponentially from start_lr to end_lr, one batch a step, records
+the smoothed loss, stops early when the loss diverges (5x its best, or NaN), then
+restores the model and optimizer as they were.
 
 The rules: "min/10" (fastai's habit) and "min/2" (the default) take the LR at which
 the smoothed loss is lowest (the first 10 points skipped, as torch-lr-finder's plot
-does) and divide it by 10 or 2. The minimum of a smoothed curve
-hardly moves between runs, and dividing keeps the peak of the one-cycle schedule
-below the LRs where the loss turns up. On this network "min/2" trains best (README.md,
-ablation); "min/10" is the safer choice for a network you have not measured. The
-steepest-slope point ("steepest", computed as torch-lr-finder's plot does) is noisy:
-it is kept for comparison.
+does) and divide it by 10 or 2: half the LR of the loss minimum keeps the peak of the
+one-cycle schedule below the LRs where the loss turns up. On this repository's network
+"min/2" trains best and the minimum itself blows it up (README.md, ablation); "min/10"
+is the safer choice for a network you have not measured. The steepest-slope point
+("steepest", computed as torch-lr-finder's plot does) is noisy: it is kept for comparison.
 """
 import contextlib
+import functools
 import io
 import math
 import warnings
@@ -22,11 +25,10 @@ import torch
 
 with warnings.catch_warnings():  # it imports tqdm.autonotebook, which warns in notebooks
     warnings.simplefilter("ignore")
+    import torch_lr_finder.lr_finder as _tlf
     from torch_lr_finder import LRFinder, TrainDataLoaderIter
 
-from .device import grad_scaler
-
-RULES = ("min/10", "min/2", "min/1", "steepest")
+RULES = ("min/10", "min/3", "min/2", "min/1.5", "min/1", "steepest")
 SKIP_START = 10  # like torch-lr-finder's plot: the first points of the smoothed curve are mostly noise
 
 
@@ -63,18 +65,30 @@ def suggest_lr(lrs, losses, rule="min/2"):
     return lr_s[min(range(len(grads)), key=grads.__getitem__)]
 
 
+@contextlib.contextmanager
+def _bar(progress):
+    """torch-lr-finder's own tqdm bar, labelled, and silenced when progress is False."""
+    original = _tlf.tqdm
+    _tlf.tqdm = functools.partial(original, desc="LR range test", leave=False, disable=not progress)
+    try:
+        yield
+    finally:
+        _tlf.tqdm = original
+
+
 def find_lr(model, optimizer, criterion, loader, *, device, precision="fp32", start_lr=1e-5, end_lr=1.0,
-            num_iter=100, rule="min/2"):
+            num_iter=100, rule="min/2", progress=True):
     """Run the range test; return {"lrs", "losses", "suggested", "steepest", "diverged"}.
 
     model and optimizer are restored afterwards. loader: any iterable of (x, y) batches.
+    precision "bf16"/"fp16" runs it under autocast (fp16 with a gradient scaler), as training does.
     """
     dev = torch.device(device)
     amp = {} if precision == "fp32" else {
-        "amp_backend": "torch", "grad_scaler": grad_scaler(dev, precision),
+        "amp_backend": "torch", "grad_scaler": torch.amp.GradScaler(dev.type, enabled=precision == "fp16"),
         "amp_config": {"device_type": dev.type, "dtype": {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]}}
     finder = LRFinder(model, optimizer, _finite_loss(criterion), device=dev, **amp)
-    with contextlib.redirect_stdout(io.StringIO()):  # silence its "see the graph" prints
+    with contextlib.redirect_stdout(io.StringIO()), _bar(progress):  # silence its "see the graph" prints
         try:
             finder.range_test(TrainDataLoaderIter(loader), start_lr=start_lr, end_lr=end_lr,
                               num_iter=num_iter, step_mode="exp", diverge_th=5)

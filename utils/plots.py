@@ -1,8 +1,9 @@
 """Plots of a training run: curves, LR range test, LR schedule, errors, attention.
 
-Nothing here is CIFAR-specific: class names and images come in as arguments. Every
-function draws one figure, saves it as a PNG when given a path, shows it when show=True
-(in a notebook) and closes it otherwise, so scripts never pile up open figures.
+Needs: matplotlib (and torch tensors as input). Nothing here is CIFAR-specific: class
+names and images come in as arguments; copy it alone into another project. Every function
+draws one figure, saves it as a PNG when given a path, shows it when show=True (in a
+notebook) and closes it otherwise, so scripts never pile up open figures.
 """
 import math
 from pathlib import Path

@@ -1,9 +1,10 @@
 """The one-cycle learning-rate policy as a pure function of the step, and its scheduler.
 
-Nothing here is CIFAR-specific. Linear warm-up from max_lr/start_div to max_lr, then
-linear annealing to max_lr/final_div at the last step. Steps past the end stay at the
-floor: the LR is never <= 0 (torch's OneCycleLR, stepped once too often, printed a
-negative LR at the end of the reference run).
+Needs: torch. Nothing here is CIFAR-specific; copy it alone into another project.
+
+Linear warm-up from max_lr/start_div to max_lr, then linear annealing to max_lr/final_div
+at the last step. Steps past the end stay at the floor: the LR is never <= 0 (torch's
+OneCycleLR, stepped once too often, printed a negative LR at the end of the reference run).
 """
 from functools import partial
 
@@ -25,11 +26,16 @@ def _factor(step, max_lr, **kw):
 
 
 def one_cycle_scheduler(optimizer, max_lr, epochs, steps_per_epoch, warmup_frac=5 / 24, start_div=10.0, final_div=1000.0):
-    """A per-batch LambdaLR for one_cycle_lr (warm-up: the first 5 of 24 epochs); sets the base LR to max_lr."""
+    """A per-batch LambdaLR for one_cycle_lr (warm-up: the first 5 of 24 epochs); sets the base LR to max_lr.
+
+    A parameter group with an "lr_mult" entry follows the same schedule at lr_mult times the LR.
+    """
     if not max_lr > 0:
         raise ValueError(f"max_lr must be positive, got {max_lr}")
+    if not 0 <= warmup_frac < 1:
+        raise ValueError(f"warmup_frac must be in [0, 1), got {warmup_frac}")
     for group in optimizer.param_groups:
-        group["lr"] = max_lr
+        group["lr"] = max_lr * group.get("lr_mult", 1.0)
         group.pop("initial_lr", None)
     total = epochs * steps_per_epoch
     warmup = round(total * warmup_frac)

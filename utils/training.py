@@ -1,10 +1,19 @@
-"""Train and test loops, N-epoch fit with checkpoints, resume and divergence checks.
+"""Train and test loops, N-epoch fit with checkpoints, resume, and the checks a student needs.
 
-Nothing here is CIFAR-specific: any classifier, any iterable of (inputs, labels) batches.
+Needs: torch, tqdm. Nothing here is CIFAR-specific: any classifier, any iterable of
+(inputs, labels) batches; copy it alone into another project.
+
 train_epoch and evaluate each run one pass and return their metrics; fit runs N epochs,
 steps the scheduler per batch, keeps the history, prints one line per epoch and saves a
 checkpoint after each epoch (atomically), from which fit(resume=True) continues.
+
+The step never waits for the device: each step's loss and the count of correct
+predictions stay on it, and are read once every `sync_every` steps (when the progress
+bar updates) and at the end of the epoch. That read also checks every loss since the
+last one: a non-finite loss, or one above BLOWUP x ln(classes), stops training and names
+the first bad step, its epoch and its LR; the checkpoint left is the last good epoch's.
 """
+import contextlib
 import math
 import os
 import random
@@ -15,13 +24,30 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .device import autocast
-
 CHECKPOINT = "checkpoint.pt"
+SYNC_EVERY = 50  # steps between reads of the loss from the device
+BLOWUP = 10  # a loss above BLOWUP * ln(classes) (23 for 10 classes) is a divergence, like NaN
+CHANCE_EPOCHS = 3  # this many epochs at chance (loss ~ ln(classes), test accuracy ~ 1/classes) -> a warning
 
 
 class DivergenceError(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN, infinite, or blew up past BLOWUP x ln(classes)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or the notebook's stop button) during fit; the last complete epoch's checkpoint stays."""
+
+    def __init__(self, epoch, checkpoint):
+        self.epoch, self.checkpoint = epoch, checkpoint
+        kept = f"; the checkpoint after epoch {epoch - 1} is {checkpoint}" if checkpoint else ""
+        super().__init__(f"interrupted in epoch {epoch}{kept}")
+
+
+def _autocast(device, precision):
+    """Autocast to bf16/fp16 on `device`; a no-op for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
 def current_lr(optimizer):
@@ -29,22 +55,34 @@ def current_lr(optimizer):
 
 
 def train_epoch(model, loader, optimizer, scheduler=None, *, device, precision="fp32", scaler=None,
-                criterion=F.cross_entropy, epoch=1, progress=True):
-    """One pass over loader; returns {"loss", "acc", "lrs"} (lrs: the LR used at each step)."""
+                criterion=F.cross_entropy, epoch=1, progress=True, sync_every=SYNC_EVERY):
+    """One pass over loader; returns {"loss", "acc", "lrs", "classes"} (lrs: the LR used at each step)."""
     model.train()
-    total_loss, correct, seen, lrs = 0.0, 0, 0, []
+    losses, sizes, lrs = [], [], []  # losses: per-step device scalars not yet read
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    total_loss, checked, classes = 0.0, 0, None
     bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, disable=not progress)
+
+    def check():  # the one host sync: every loss since the last check, and the correct count
+        nonlocal total_loss, checked
+        *values, n_correct = torch.cat([torch.stack(losses[checked:]), correct.float()[None]]).tolist()
+        limit = BLOWUP * math.log(classes)
+        for i, v in enumerate(values, checked):
+            if not math.isfinite(v) or v > limit:
+                bar.close()
+                why = "" if not math.isfinite(v) else f" (above {BLOWUP} x ln {classes} = {limit:.1f})"
+                raise DivergenceError(f"loss became {v:.3g} at epoch {epoch}, step {i + 1}/{len(loader)}, "
+                                      f"lr {lrs[i]:.3g}{why}: training diverged; lower max_lr (e.g. to {lrs[i] / 10:.2g})")
+            total_loss += v * sizes[i]
+        checked = len(losses)
+        return 100 * n_correct / sum(sizes)
+
     for step, (x, y) in enumerate(bar, 1):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        lr = current_lr(optimizer)
-        with autocast(device, precision):
+        lrs.append(current_lr(optimizer))
+        with _autocast(device, precision):
             out = model(x)
             loss = criterion(out, y)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            bar.close()
-            raise DivergenceError(f"loss became {loss_value} at epoch {epoch}, step {step}/{len(loader)}, "
-                                  f"lr {lr:.3g}: training diverged; lower max_lr (e.g. to {lr / 10:.2g})")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -55,24 +93,33 @@ def train_epoch(model, loader, optimizer, scheduler=None, *, device, precision="
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        total_loss += loss_value * len(y)
-        correct += (out.argmax(1) == y).sum().item()
-        seen += len(y)
-        lrs.append(lr)
-        if step % 10 == 0 or step == len(loader):
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{100 * correct / seen:.1f}%", lr=f"{lr:.2e}")
-    return {"loss": total_loss / seen, "acc": 100 * correct / seen, "lrs": lrs}
+        classes = out.shape[1]
+        losses.append(loss.detach().float())
+        correct += (out.argmax(1) == y).sum()
+        sizes.append(len(y))
+        if step % sync_every == 0:
+            acc = check()
+            bar.set_postfix(loss=f"{total_loss / sum(sizes):.3f}", acc=f"{acc:.1f}%", lr=f"{lrs[-1]:.2e}")
+    if not losses:
+        raise ValueError("the training loader yielded no batch")
+    if len(losses) > checked:
+        acc = check()
+    return {"loss": total_loss / sum(sizes), "acc": acc, "lrs": lrs, "classes": classes}
 
 
 @torch.no_grad()
 def predict(model, loader, *, device, precision="fp32", flip=False, progress=False):
-    """Logits (N, classes) in float32 and labels (N,) for every batch; flip=True averages with mirrored images."""
+    """Logits (N, classes) in float32 and labels (N,) for every batch; flip=True averages with mirrored images.
+
+    Each batch's logits are copied out: a compiled model that replays a CUDA graph writes every
+    batch's output into the same memory.
+    """
     model.eval()
     logits, labels = [], []
     for x, y in tqdm(loader, desc="predict", leave=False, disable=not progress):
         x = x.to(device)
-        with autocast(device, precision):
-            out = model(x).float()
+        with _autocast(device, precision):
+            out = model(x).to(torch.float32, copy=True)
             if flip:
                 out = (out + model(x.flip(3)).float()) / 2
         logits.append(out)
@@ -83,7 +130,15 @@ def predict(model, loader, *, device, precision="fp32", flip=False, progress=Fal
 def evaluate(model, loader, *, device, precision="fp32", criterion=F.cross_entropy, progress=False):
     """One pass without gradients; returns {"loss", "acc"}."""
     logits, labels = predict(model, loader, device=device, precision=precision, progress=progress)
-    return {"loss": criterion(logits, labels).item(), "acc": 100 * (logits.argmax(1) == labels).float().mean().item()}
+    loss, acc = torch.stack([criterion(logits, labels), 100 * (logits.argmax(1) == labels).float().mean()]).tolist()
+    return {"loss": loss, "acc": acc}
+
+
+def at_chance(rows, classes, epochs=CHANCE_EPOCHS):
+    """True when the last `epochs` epochs all sat at chance: train loss ~ ln(classes), test accuracy ~ 1/classes."""
+    last = rows[-epochs:]
+    return len(last) == epochs and all(
+        abs(r["train_loss"] - math.log(classes)) < 0.02 and r["test_acc"] < 100 / classes + 2 for r in last)
 
 
 def _rng_state():
@@ -126,7 +181,8 @@ def fit(model, optimizer, scheduler, train_loader, test_loader, epochs, *, devic
     """Train for `epochs` epochs; return the history {"epochs": [...], "step_lrs": [...], "epoch_seconds": [...]}.
 
     With run_dir, a checkpoint (model, optimizer, scheduler, scaler, history, RNG states,
-    config) is saved there after each epoch; resume=True continues from it.
+    config) is saved there after each epoch; resume=True continues from it. Ctrl-C raises
+    Interrupted, which names the epoch and the checkpoint that resume=True continues from.
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
@@ -134,39 +190,50 @@ def fit(model, optimizer, scheduler, train_loader, test_loader, epochs, *, devic
     ckpt = Path(run_dir) / CHECKPOINT if run_dir else None
     if ckpt:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
+    plain = getattr(model, "_orig_mod", model)  # torch.compile wraps the module
     if resume and ckpt and ckpt.exists():
         state = load_checkpoint(ckpt, config)
-        getattr(model, "_orig_mod", model).load_state_dict(state["model"])
+        plain.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None:
+        if scaler is not None and scaler.is_enabled():
             scaler.load_state_dict(state["scaler"])
         history = state["history"]
         _set_rng_state(state["rng"])
         log(f"resumed from {ckpt} after epoch {len(history['epochs'])}")
     elif resume:
         log(f"no checkpoint in {run_dir}: starting from epoch 1")
-    for epoch in range(len(history["epochs"]) + 1, epochs + 1):
-        t0 = time.perf_counter()
-        if hasattr(train_loader, "set_epoch"):
-            train_loader.set_epoch(epoch)
-        tr = train_epoch(model, train_loader, optimizer, scheduler, device=device, precision=precision,
-                         scaler=scaler, criterion=criterion, epoch=epoch, progress=progress)
-        te = evaluate(model, test_loader, device=device, precision=precision, criterion=criterion)
-        seconds = time.perf_counter() - t0
-        row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"],
-               "test_loss": te["loss"], "test_acc": te["acc"], "lr": tr["lrs"][-1]}
-        history["epochs"].append(row)
-        history["step_lrs"].extend(tr["lrs"])
-        history["epoch_seconds"].append(seconds)
-        log(f"Epoch {epoch:2d}/{epochs}  LR {row['lr']:.3e}  train loss {tr['loss']:.4f} acc {tr['acc']:5.2f}%  "
-            f"test loss {te['loss']:.4f} acc {te['acc']:5.2f}%  ({seconds:.1f}s)")
-        if ckpt:
-            plain = getattr(model, "_orig_mod", model)  # torch.compile wraps the module
-            save_checkpoint(ckpt, {"model": plain.state_dict(), "optimizer": optimizer.state_dict(),
-                                   "scheduler": scheduler.state_dict(),
-                                   "scaler": scaler.state_dict() if scaler is not None else {},
-                                   "history": history, "rng": _rng_state(), "config": config})
+    epoch, warned = len(history["epochs"]) + 1, False
+    try:
+        for epoch in range(len(history["epochs"]) + 1, epochs + 1):
+            t0 = time.perf_counter()
+            if hasattr(train_loader, "set_epoch"):
+                train_loader.set_epoch(epoch)
+            tr = train_epoch(model, train_loader, optimizer, scheduler, device=device, precision=precision,
+                             scaler=scaler, criterion=criterion, epoch=epoch, progress=progress)
+            te = evaluate(model, test_loader, device=device, precision=precision, criterion=criterion)
+            seconds = time.perf_counter() - t0
+            row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"],
+                   "test_loss": te["loss"], "test_acc": te["acc"], "lr": tr["lrs"][-1]}
+            history["epochs"].append(row)
+            history["step_lrs"].extend(tr["lrs"])
+            history["epoch_seconds"].append(seconds)
+            log(f"Epoch {epoch:2d}/{epochs}  LR {row['lr']:.3e}  train loss {tr['loss']:.4f} acc {tr['acc']:5.2f}%  "
+                f"test loss {te['loss']:.4f} acc {te['acc']:5.2f}%  ({seconds:.1f}s)")
+            if not warned and at_chance(history["epochs"], tr["classes"]):
+                warned = True
+                peak = max(history["step_lrs"])
+                log(f"warning: {CHANCE_EPOCHS} epochs at chance (loss {tr['loss']:.4f} = ln {tr['classes']}, "
+                    f"test accuracy {te['acc']:.1f}%) with max LR {peak:.2e}: the network is not learning. "
+                    f"Try a lower max LR (e.g. {peak / 10:.1e}) or the 'min/10' LR rule; README.md, "
+                    "'Why the reference stayed at 10%', explains this failure")
+            if ckpt:
+                save_checkpoint(ckpt, {"model": plain.state_dict(), "optimizer": optimizer.state_dict(),
+                                       "scheduler": scheduler.state_dict(),
+                                       "scaler": scaler.state_dict() if scaler is not None else {},
+                                       "history": history, "rng": _rng_state(), "config": config})
+    except KeyboardInterrupt:
+        raise Interrupted(epoch, ckpt if ckpt and ckpt.exists() else None) from None
     return history
 
 

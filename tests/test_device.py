@@ -1,0 +1,42 @@
+"""Precision by what the GPU runs natively, with the device properties faked on this CPU."""
+import pytest
+import torch
+
+from utils.device import compile_mode, grad_scaler, optimizer_kwargs, precision_for
+
+
+@pytest.mark.parametrize("capability,precision", [
+    ((7, 5), "fp16"),  # T4 (Colab's free GPU): bf16 only emulated, so fp16 with a gradient scaler
+    ((7, 0), "fp16"),  # V100
+    ((8, 0), "bf16"),  # A100
+    ((8, 9), "bf16"),  # L4
+    ((9, 0), "bf16"),  # H100
+    ((6, 1), "fp32"),  # P100 and older: neither runs fast
+])
+def test_cuda_precision_follows_compute_capability(capability, precision, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # what a T4 answers
+    assert precision_for("cuda") == precision
+
+
+def test_fp16_gets_a_live_scaler_and_the_others_none():
+    assert grad_scaler("cpu", "fp16").is_enabled()
+    assert not grad_scaler("cpu", "bf16").is_enabled() and not grad_scaler("cpu", "fp32").is_enabled()
+
+
+def test_cuda_compiles_with_cuda_graphs_and_fused_adam():
+    assert compile_mode("cuda") == "reduce-overhead" and compile_mode("cpu") == "default"
+    assert optimizer_kwargs("cuda") == {"fused": True}
+    torch.optim.Adam([torch.zeros(2, requires_grad=True)], **optimizer_kwargs("cpu"))  # the CPU has it too
+
+
+def test_gpu_check_on_a_machine_without_cuda_says_so_in_one_line():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: run benchmarks/gpu_check.py itself")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stderr.strip() == "gpu_check: no CUDA device here; run it on a GPU machine"

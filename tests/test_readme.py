@@ -1,0 +1,35 @@
+"""README's examples run as written (on a small real slice), so README cannot drift from the code."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+SECTION = "## Use the helpers in your next assignment"
+
+
+def examples():
+    text = (ROOT / "README.md").read_text()
+    section = text.split(SECTION, 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_the_section_has_both_examples():
+    blocks = examples()
+    assert len(blocks) == 2 and "Loader(" in blocks[0] and "DataLoader(" in blocks[1]
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_readme_example_runs(index, cifar_dir, tmp_path):
+    code = examples()[index]
+    small, n = re.subn(r"^EPOCHS, N = 24, None", "EPOCHS, N = 1, 1024", code, flags=re.M)
+    assert n == 1
+    env = {**os.environ, "CIFAR10_DIR": str(cifar_dir), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", small], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    if index == 0:
+        assert (tmp_path / "runs" / "resnet" / "accs.png").stat().st_size > 1000
+        assert (tmp_path / "runs" / "resnet" / "checkpoint.pt").exists()

@@ -27,6 +27,7 @@ from utils.data import data_label  # noqa: E402
 
 def extract(commit, into):
     """The tree of `commit` as files in `into` (no .git)."""
+    Path(into).mkdir(parents=True)
     archive = Path(into) / "tree.tar"
     subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), commit], check=True)
     with tarfile.open(archive) as tar:

@@ -188,3 +188,21 @@ def test_suggestion_ignores_the_diverged_tail():
 def test_unknown_run_option_is_rejected():
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['epoch'\]; valid options: \['preset'"):
         recipe.RunConfig.from_dict({"epoch": 3})
+
+
+def test_predict_keeps_every_batch_when_the_model_reuses_its_output_memory():
+    """A compiled model replaying a CUDA graph writes each batch's output into the same memory."""
+    from utils.training import predict
+
+    class StaticOutput(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.out = torch.zeros(4, 3)
+
+        def forward(self, x):
+            return self.out.copy_(x[:, :, 0, 0])
+
+    batches = [(torch.full((4, 3, 1, 1), float(i)), torch.zeros(4, dtype=torch.long)) for i in range(3)]
+    for flip in (False, True):
+        logits, labels = predict(StaticOutput(), batches, device="cpu", flip=flip)
+        assert logits[:, 0].tolist() == [0.0] * 4 + [1.0] * 4 + [2.0] * 4 and len(labels) == 12

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from models import PRESETS, Net, count_parameters
 from models.model_9 import ModelConfig, check_types
@@ -43,7 +42,7 @@ class RunConfig:
     preset: str = "best"  # a key of models.PRESETS: "best" or "reference"
     model: dict = field(default_factory=dict)  # overrides of the preset's ModelConfig, e.g. {"residual": False}
     epochs: int = 24
-    batch_size: int = 128  # twice the steps of 256 in 24 epochs: +3 points on the reference preset (README.md)
+    batch_size: int = 128  # twice the steps of 256: reference 54.82 -> 57.78%, best 76.10 -> 76.96% (accuracy.json)
     max_lr: float = 0.0  # 0: take it from the LR range test
     lr_rule: str = "min/2"  # how the LR range test turns its curve into max_lr (utils/lr_finder.py)
     lr_finder_iters: int = 100
@@ -98,7 +97,7 @@ class RunConfig:
     def model_config(self):
         return ModelConfig.from_dict({**PRESETS[self.preset].to_dict(), **self.model})
 
-    def identity(self, precision=None):
+    def resume_settings(self, precision=None):
         """What must match for a checkpoint to be resumed: everything that changes the result.
 
         precision: the one actually used ("auto" means another thing on another machine).
@@ -125,8 +124,8 @@ class Run:
     criterion: object
     data: str  # what the data are: "CIFAR-10 (official files)" or an unverified copy
 
-    def identity(self):
-        return self.cfg.identity(self.precision)
+    def resume_settings(self):
+        return self.cfg.resume_settings(self.precision)
 
 
 def setup(cfg, verbose=True):
@@ -176,11 +175,11 @@ def find_max_lr(run, out_dir=None, resume=False, progress=True):
     saved = Path(out_dir) / "lr_finder.json" if out_dir else None
     if resume and saved and saved.exists():
         result = json.loads(saved.read_text())
-        if result.get("identity") == run.identity():
+        if result.get("settings") == run.resume_settings():
             return result
     result = find_lr(run.model, make_optimizer(run, 1e-5), run.criterion, run.train_loader, device=run.device,
                      precision=run.precision, num_iter=run.cfg.lr_finder_iters, rule=run.cfg.lr_rule, progress=progress)
-    result["identity"] = run.identity()
+    result["settings"] = run.resume_settings()
     if saved:
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps(result))
@@ -194,7 +193,7 @@ def train_model(run, max_lr, out_dir=None, resume=False, progress=True, log=prin
                                     warmup_frac=run.cfg.warmup_frac, final_div=run.cfg.final_div)
     return fit(run.model, optimizer, scheduler, run.train_loader, run.test_loader, run.cfg.epochs,
                device=run.device, precision=run.precision, scaler=grad_scaler(run.device, run.precision),
-               criterion=run.criterion, run_dir=out_dir, config=run.identity(), resume=resume, progress=progress, log=log)
+               criterion=run.criterion, run_dir=out_dir, config=run.resume_settings(), resume=resume, progress=progress, log=log)
 
 
 def plot_training(run, history, lr_result, image_dir, show=False):

@@ -52,6 +52,8 @@ CONFIGS = {
     "best, strides 2,1,1 (A = 16)": ({"preset": "best", "model": {"strides": [2, 1, 1]}}, "no pooling after conv2: conv3 and the GAP at 16x16", 1),
     "best + label smoothing 0.1": ({"preset": "best", "label_smoothing": 0.1}, "cross-entropy with label smoothing 0.1", 1),
     "best + crop2": ({"preset": "best", "augment": ("crop2", "flip")}, "random +-2-pixel shifts added", 1),
+    "best, peak after 10 of 24 epochs": ({"preset": "best", "warmup_frac": 10 / 24}, "longer warm-up (the default peaks after 5)", 1),
+    "best + AdamW weight decay 0.01": ({"preset": "best", "weight_decay": 0.01}, "AdamW, decoupled weight decay 0.01", 1),
     "failure: LR at the loss minimum": ({"preset": "best", **B256, "model": STRIDED, "lr_rule": "min/1"}, "best with strided convs, batch 256, max LR = loss minimum (no division)", 1),
     "failure: steepest-slope LR": ({**REF, "lr_rule": "steepest"}, "reference, max LR = torch-lr-finder's steepest point", 1),
 }
@@ -104,7 +106,7 @@ def main(argv=None):
             cfg = RunConfig.from_dict({**fields, "epochs": a.epochs, "seed": seed, "device": a.device})
             acc, params, sec, run, max_lr, history = train_once(cfg, name, seed)
             accs.append(acc), secs.append(sec), lrs.append(max_lr), histories.append(history["epochs"])
-        results[name] = {"name": name, "change": change, "config": run.identity(),
+        results[name] = {"name": name, "change": change, "config": run.resume_settings(),
                          "model_config": run.net.config.to_dict(), "params": params,
                          "epochs": a.epochs, "seeds": list(range(len(accs))), "test_acc": accs,
                          "mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch.profiler import profile
 

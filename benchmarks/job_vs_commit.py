@@ -44,7 +44,8 @@ def job(code_dir, out_dir, epochs):
     if done.returncode:
         raise SystemExit(f"{code_dir}: train.py failed:\n{done.stderr[-2000:]}")
     m = json.loads((Path(out_dir) / "metrics.json").read_text())
-    return {"seconds": seconds, "train_s": m["train_s"], "test_acc": m["final_test_acc"], "max_lr": m["max_lr"]}
+    return {"seconds": seconds, "train_s": m["train_s"], "test_acc": m["final_test_acc"], "max_lr": m["max_lr"],
+            "model_config": m["model_config"]}
 
 
 def main(argv=None):

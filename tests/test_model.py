@@ -133,6 +133,8 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
         assert count_parameters(Net(net_config)) == row["params"], row.get("name")
     others = [*json.loads((results / "signal_flow.json").read_text()).values(),
               *json.loads((results / "lr_test_spread.json").read_text())["rows"]]
+    jobs = json.loads((results / "job_vs_commit.json").read_text())["runs"]
+    others += jobs["old"] + jobs["new"]
     speed = json.loads((results / "speed.json").read_text())
     others += [speed, speed["default_network"]] if "default_network" in speed else [speed]
     for r in others:

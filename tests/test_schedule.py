@@ -44,3 +44,15 @@ def test_non_positive_max_lr_is_rejected():
     opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     with pytest.raises(ValueError, match="max_lr must be positive"):
         one_cycle_scheduler(opt, 0.0, 24, 10)
+
+
+def test_torchs_one_cycle_read_one_step_past_the_end_is_negative_and_ours_is_not():
+    """README's third reason: the reference's negative LR, reproduced with torch's own OneCycleLR."""
+    steps = 24 * 98
+    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=steps, anneal_strategy="linear")
+    for _ in range(steps):
+        opt.step()
+        sched.step()  # the last call moves one step past the schedule's end (torch warns)
+    assert opt.param_groups[0]["lr"] == pytest.approx(-6.03e-6, rel=0.01)
+    assert one_cycle_lr(steps, steps, 0.01, round(steps * 5 / 24)) == pytest.approx(1e-5)

@@ -120,7 +120,9 @@ def test_corrupt_batch_file_gets_one_line_error_from_the_command_line(tmp_path):
 def test_ctrl_c_says_where_it_stopped_and_the_printed_command_resumes(cifar_dir, tmp_path):
     out = tmp_path / "run"
     args = [*QUICK, "--epochs", "3", "--out", str(out)]
-    p = cli(args, cifar_dir)
+    # as in a terminal: SIGINT raises KeyboardInterrupt (a job started in the background, as CI may start
+    # this suite, inherits SIGINT ignored)
+    p = cli(args, cifar_dir, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     ckpt = out / "checkpoint.pt"
     deadline = time.time() + 240
     while not ckpt.exists() and time.time() < deadline:  # epoch 1 done: now inside epoch 2

@@ -41,17 +41,14 @@ import torch.nn.functional as F
 
 
 _TYPES = {bool: "true or false", int: "an integer", float: "a number", str: "a word", tuple: "a list", dict: "a dict"}
+_ACCEPTS = {bool: bool, int: int, float: (int, float), str: str, tuple: (tuple, list), dict: dict}
 
 
 def check_types(config, what="option"):
     """Refuse a field whose value has the wrong type, naming the key and the type it takes."""
     for f in fields(config):
         v, t = getattr(config, f.name), f.type
-        ok = {bool: lambda: isinstance(v, bool),
-              int: lambda: isinstance(v, int) and not isinstance(v, bool),
-              float: lambda: isinstance(v, (int, float)) and not isinstance(v, bool),
-              tuple: lambda: isinstance(v, (tuple, list))}.get(t, lambda: isinstance(v, t))()
-        if not ok:
+        if not isinstance(v, _ACCEPTS[t]) or (t is not bool and isinstance(v, bool)):  # True is an int in Python
             raise ValueError(f"{what} {f.name!r} takes {_TYPES[t]}, got {v!r}")
 
 

@@ -11,6 +11,7 @@ arrays), so a crafted file cannot run code. data_label says whether the files ar
 official ones. Loader keeps the whole set as one tensor on the training device and does
 crop, flip, cutout and normalisation there, a batch at a time: no worker processes, no PIL.
 """
+import functools
 import hashlib
 import os
 import pickle
@@ -112,11 +113,18 @@ def data_label(data_dir=None):
     """'CIFAR-10 (official files)' when every python-layout file matches torchvision's published
     MD5 (what a download gives); any other copy is named unverified."""
     py_dir = resolve_data_dir(data_dir) / "cifar-10-batches-py"
-    for name, md5 in OFFICIAL_MD5.items():
-        f = py_dir / name
-        if not f.is_file() or hashlib.md5(f.read_bytes()).hexdigest() != md5:
-            return "CIFAR-10 (unverified copy: not the official files)"
-    return "CIFAR-10 (official files)"
+    files = [py_dir / name for name in OFFICIAL_MD5]
+    if not all(f.is_file() for f in files):
+        return "CIFAR-10 (unverified copy: not the official files)"
+    return _label(str(py_dir.resolve()), tuple(f.stat().st_mtime_ns for f in files))
+
+
+@functools.lru_cache(maxsize=8)
+def _label(py_dir, mtimes):
+    """The label of a folder's files, hashed once per folder and set of modification times."""
+    official = all(hashlib.md5((Path(py_dir) / name).read_bytes()).hexdigest() == md5
+                   for name, md5 in OFFICIAL_MD5.items())
+    return "CIFAR-10 (official files)" if official else "CIFAR-10 (unverified copy: not the official files)"
 
 
 def load_cifar10(data_dir=None, train=True, download=True):

@@ -43,6 +43,8 @@ CONFIGS = {
     "reference - augmentation": ({**REF, "augment": ()}, "no flip", 1),
     "reference, batch 128": ({**REF, "batch_size": 128}, "twice the steps per epoch", 3),
     "reference, batch 128 (5 seeds)": ({**REF, "batch_size": 128}, "the write-up's network at the default batch size, 5 seeds", 5),
+    "reference, batch 128, LR rule div/40": ({**REF, "batch_size": 128, "lr_rule": "div/40"}, "max LR = the LR where the range test diverged / 40, 5 seeds", 5),
+    "best, LR rule div/40": ({"preset": "best", "lr_rule": "div/40"}, "max LR = the LR where the range test diverged / 40", 1),
     # candidates for 80% (issue 12), one seed each unless stated
     "best + learned temperature": ({"preset": "best", "model": {"learn_temperature": True}}, "a learned factor on each block's attention logits (+4 parameters)", 1),
     "best + alternating flip": ({"preset": "best", "augment": ("altflip",)}, "each image mirrored in every other epoch instead of at random", 1),
@@ -54,6 +56,8 @@ CONFIGS = {
     "best, strides 2,4,1 (A = 4)": ({"preset": "best", "model": {"strides": [2, 4, 1]}}, "4x4 max pooling after conv2: conv3 and the GAP at 4x4", 1),
     "best, strides 2,4,1 (A = 4), LR rule min/3": ({"preset": "best", "model": {"strides": [2, 4, 1]}, "lr_rule": "min/3"}, "A = 4 at a lower max LR: loss minimum / 3", 1),
     "best + crop2": ({"preset": "best", "augment": ("crop2", "flip")}, "random +-2-pixel shifts added", 1),
+    "best + overlapping max pooling": ({"preset": "best", "model": {"pool_overlap": True}}, "3x3 max pooling windows at stride 2 (padding 1) instead of 2x2", 1),
+    "best + AdamW 0.01 + BN biases 10x + temperature": ({"preset": "best", "weight_decay": 0.01, "bn_bias_lr_mult": 10.0, "model": {"learn_temperature": True}}, "the three best one-seed changes together", 3),
     "best, peak after 10 of 24 epochs": ({"preset": "best", "warmup_frac": 10 / 24}, "longer warm-up (the default peaks after 5)", 1),
     "best + label smoothing 0.1": ({"preset": "best", "label_smoothing": 0.1}, "cross-entropy with label smoothing 0.1, two threads", 3),
     "best + label smoothing 0.1 (one thread)": ({"preset": "best", "label_smoothing": 0.1}, "the same, run on one thread", 3),
@@ -105,6 +109,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", nargs="*", default=list(CONFIGS), help=f"names among {list(CONFIGS)}")
     p.add_argument("--seeds", type=int, default=0, help="seeds per configuration (0: each one's default)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds run from this one on (to split a row over machines)")
     p.add_argument("--epochs", type=int, default=24)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "accuracy.json"))
@@ -117,7 +122,7 @@ def main(argv=None):
     for name in a.configs:
         fields, change, default_seeds = CONFIGS[name]
         seeds, accs, secs, lrs, histories, stopped = [], [], [], [], [], []
-        for seed in range(a.seeds or default_seeds):
+        for seed in range(a.first_seed, a.first_seed + (a.seeds or default_seeds)):
             cfg = RunConfig.from_dict({**fields, "epochs": a.epochs, "seed": seed, "device": a.device})
             acc, params, sec, run, max_lr, history = train_once(cfg, name, seed)
             lrs.append(max_lr)

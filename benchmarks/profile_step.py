@@ -1,12 +1,21 @@
-"""Where a training step's time goes: torch.profiler over our pipeline, by operator.
+"""Where a training step's time goes: torch.profiler over our pipeline, by operator, and by part.
 
     python benchmarks/profile_step.py --preset reference   # writes benchmarks/results/profile_reference.txt
     python benchmarks/profile_step.py --compile            # writes benchmarks/results/profile_best_compiled.txt
+    python benchmarks/profile_step.py --parts              # writes benchmarks/results/step_parts.json
+
+--parts times each part of a step on its own (eager): the batch from the loader; the
+features (convolutions, pooling, batch norm, ReLU, GAP), forward and backward; the head
+(blocks, FC, loss), forward and backward; the optimizer step; and the whole step. Parts
+timed alone do not add up exactly to the whole (caches, allocator), but they bound it.
 """
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 import torch.nn.functional as F
 from torch.profiler import profile
@@ -22,10 +31,13 @@ def main(argv=None):
     p.add_argument("--preset", default="best")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--compile", action="store_true", help="profile the torch.compile'd model")
+    p.add_argument("--parts", action="store_true", help="time the step's parts instead (eager)")
     a = p.parse_args(argv)
-    run = setup(RunConfig(preset=a.preset, download=False, compile=a.compile), verbose=False)
+    run = setup(RunConfig(preset=a.preset, download=False, compile=a.compile and not a.parts), verbose=False)
     opt = make_optimizer(run, 1e-3)
     batches = iter(run.train_loader)
+    if a.parts:
+        return parts(run, opt, batches, a.preset)
 
     def step():
         x, y = next(batches)
@@ -51,6 +63,55 @@ def main(argv=None):
     out = ROOT / "benchmarks" / "results" / f"profile_{a.preset}{'_compiled' if a.compile else ''}.txt"
     out.write_text(header + table)
     print(header + table)
+
+
+def ms_per_call(fn, steps=100, warmup=10):
+    for _ in range(warmup):
+        fn()
+    t = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - t) / steps * 1000
+
+
+def parts(run, opt, batches, preset):
+    """Milliseconds per call of each part of a training step; writes step_parts.json."""
+    net, x, y = run.model, *next(batches)
+    feats = net.features(x).detach()
+
+    def features():
+        with autocast(run.device, run.precision):
+            f = net.features(x)
+        f.float().sum().backward()
+
+    def head():
+        with autocast(run.device, run.precision):
+            loss = F.cross_entropy(net.head(feats.requires_grad_()), y)
+        loss.backward()
+
+    def step():
+        x, y = next(batches)
+        with autocast(run.device, run.precision):
+            loss = F.cross_entropy(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    batches_per_epoch = len(run.train_loader)
+    fresh = iter(run.train_loader)
+    ms = {"loader batch": ms_per_call(lambda: next(fresh), steps=batches_per_epoch - 20),
+          "features forward+backward": ms_per_call(features), "head and loss forward+backward": ms_per_call(head),
+          "optimizer step": ms_per_call(opt.step), "whole step": ms_per_call(step, steps=200)}
+    result = {"preset": preset, "batch_size": run.cfg.batch_size, "precision": run.precision,
+              "machine": machine_name(run.device), "data": run.data, "model_config": run.net.config.to_dict(),
+              "torch": torch.__version__, "ms": ms, "steps_per_epoch": batches_per_epoch,
+              "date": time.strftime("%Y-%m-%d")}
+    out = ROOT / "benchmarks" / "results" / "step_parts.json"
+    out.write_text(json.dumps(result, indent=1))
+    for k, v in ms.items():
+        print(f"{k:32s} {v:6.2f} ms")
+    print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ class ModelConfig:
     strides: tuple = (2, 2, 1)  # downsampling after each conv; A = 32 / product. Changes no parameter
     downsample: str = "maxpool"  # "maxpool": stride-1 convs, then 2x2 max pooling; "stride": strided convs
     pool_first: bool = True  # max pooling before batch norm and ReLU (they then see 4x fewer values)
+    pool_overlap: bool = False  # max pooling windows of stride + 1 (3x3 at stride 2, padding 1): neighbours overlap
     scale: str = "inside"  # "inside": softmax(QK/sqrt8); "after": softmax(QK)/sqrt8
     attention: str = "sample"  # "sample": one 8x8 AM per sample; "batch": the Q.T@K bug
     learn_temperature: bool = False  # a learned factor on each block's attention logits (4 parameters)
@@ -151,7 +152,8 @@ class Net(nn.Module):
             for i in range(3)
         )
         self.bns = nn.ModuleList(nn.BatchNorm2d(n) for n in chans[1:]) if c.batch_norm else None
-        self.pools = nn.ModuleList(nn.MaxPool2d(s) for s in c.strides) if c.downsample == "maxpool" else None
+        self.pools = nn.ModuleList(nn.MaxPool2d(s + 1, s, s // 2) if c.pool_overlap else nn.MaxPool2d(s)
+                                   for s in c.strides) if c.downsample == "maxpool" else None
         self.gap = nn.AvgPool2d(c.image_size // math.prod(c.strides))  # (B, 48, A, A) -> (B, 48, 1, 1)
         self.blocks = nn.ModuleList(UltimusBlock(48, c.kqv_dim, c.scale, c.attention, c.block_relu, c.learn_temperature)
                                     for _ in range(4))

@@ -54,6 +54,15 @@ def test_downsample_reaches_a_equals_8(downsample, conv_strides):
     assert seen == [(2, 48, 8, 8)]  # A = 32 / (2 * 2 * 1) either way
 
 
+def test_overlapping_pooling_keeps_a_and_parameters():
+    net = Net(ModelConfig(pool_overlap=True))
+    assert [(p.kernel_size, p.stride, p.padding) for p in net.pools[:2]] == [(3, 2, 1), (3, 2, 1)]
+    seen = []
+    net.gap.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape))
+    net(torch.zeros(2, 3, 32, 32))
+    assert seen == [(2, 48, 8, 8)] and count_parameters(net) == count_parameters(Net())
+
+
 def test_maxpool_features_are_conv_bn_relu_pool():
     """The model pools before its ReLU (cheaper); the result must be the textbook order's."""
     torch.manual_seed(0)
@@ -126,7 +135,8 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
     from train import RunConfig
     results = ROOT / "benchmarks" / "results"
     rows = list(json.loads((results / "accuracy.json").read_text()).values())
-    rows += [json.loads((results / f).read_text()) for f in ("notebook_run.json", "failure_lr_at_loss_minimum.json")]
+    rows += [json.loads((results / f).read_text())
+             for f in ("notebook_run.json", "failure_lr_at_loss_minimum.json", "reference_old_code_seed0.json")]
     for row in rows:
         net_config = ModelConfig.from_dict(row["model_config"])
         assert RunConfig.from_dict(row["config"]).model_config() == net_config, row.get("name")

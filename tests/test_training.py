@@ -185,6 +185,14 @@ def test_suggestion_ignores_the_diverged_tail():
         suggest_lr(lrs, losses, "median")
 
 
+def test_divergence_rule_reads_where_the_test_blew_up():
+    lrs = [10 ** (-5 + i / 10) for i in range(45)]
+    losses = [2.3 - 0.01 * i for i in range(40)] + [3.0, 5.0, 8.0, 11.0, 20.0]  # the test stopped at lrs[44]
+    assert suggest_lr(lrs, losses, "div/40", diverged=True) == pytest.approx(lrs[44] / 40)
+    with pytest.raises(ValueError, match="needs a range test that diverged"):
+        suggest_lr(lrs, losses, "div/40", diverged=False)
+
+
 def test_unknown_run_option_is_rejected():
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['epoch'\]; valid options: \['preset'"):
         recipe.RunConfig.from_dict({"epoch": 3})

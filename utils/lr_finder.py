@@ -12,7 +12,10 @@ the smoothed loss is lowest (the first 10 points skipped, as torch-lr-finder's p
 does) and divide it by 10 or 2: half the LR of the loss minimum keeps the peak of the
 one-cycle schedule below the LRs where the loss turns up. On this repository's network
 "min/2" trains best and the minimum itself blows it up (README.md, ablation); "min/10"
-is the safer choice for a network you have not measured. The steepest-slope point
+is the safer choice for a network you have not measured. "div/40" reads the other end of
+the curve: the LR at which the test diverged, divided by 40. That point barely moves
+between seeds (README.md, LR range test), where the minimum of a flat curve does; the
+divisor is per network, not universal. The steepest-slope point
 ("steepest", computed as torch-lr-finder's plot does) is noisy: it is kept for comparison.
 """
 import contextlib
@@ -28,7 +31,7 @@ with warnings.catch_warnings():  # it imports tqdm.autonotebook, which warns in 
     import torch_lr_finder.lr_finder as _tlf
     from torch_lr_finder import LRFinder, TrainDataLoaderIter
 
-RULES = ("min/10", "min/3", "min/2", "min/1.5", "min/1", "steepest")
+RULES = ("min/10", "min/3", "min/2", "min/1.5", "min/1", "div/40", "steepest")
 SKIP_START = 10  # like torch-lr-finder's plot: the first points of the smoothed curve are mostly noise
 
 
@@ -45,10 +48,17 @@ def _finite_loss(criterion):
     return loss_fn
 
 
-def suggest_lr(lrs, losses, rule="min/2"):
-    """Suggested max LR from a range test's (lrs, smoothed losses), ignoring the diverged tail."""
+def suggest_lr(lrs, losses, rule="min/2", diverged=False):
+    """Suggested max LR from a range test's (lrs, smoothed losses), ignoring the diverged tail.
+
+    diverged: whether the test stopped on divergence (its last LR is then where the loss blew up).
+    """
     if rule not in RULES:
         raise ValueError(f"unknown LR rule {rule!r}; choose from {list(RULES)}")
+    if rule.startswith("div/"):
+        if not diverged:
+            raise ValueError(f"rule {rule} needs a range test that diverged; raise end_lr or choose a min/ rule")
+        return lrs[-1] / float(rule[4:])  # torch-lr-finder records the step that crossed its threshold, then stops
     pts = [(lr, l) for lr, l in zip(lrs, losses) if math.isfinite(l)]
     if len(pts) < 3:
         raise ValueError("the LR range test has fewer than 3 finite points; lower start_lr or raise num_iter")
@@ -101,5 +111,5 @@ def find_lr(model, optimizer, criterion, loader, *, device, precision="fp32", st
         steepest = suggest_lr(lrs, losses, "steepest")
     except ValueError:  # too few points for that rule
         steepest = None
-    return {"lrs": lrs, "losses": losses, "diverged": diverged, "suggested": suggest_lr(lrs, losses, rule),
+    return {"lrs": lrs, "losses": losses, "diverged": diverged, "suggested": suggest_lr(lrs, losses, rule, diverged),
             "steepest": steepest}

@@ -2,6 +2,8 @@
 
     python benchmarks/accuracy.py                       # every configuration
     python benchmarks/accuracy.py --configs best reference --seeds 3
+    python benchmarks/accuracy.py --configs best --seeds 1 --first-seed 2 --out part.json   # one seed of a row
+    python benchmarks/accuracy.py --merge part1.json part2.json     # rows split over processes, joined
 
 Each configuration is a RunConfig (train.py) with its LR from the LR range test, trained
 with the same code as the notebook. Results are merged into
@@ -105,6 +107,23 @@ def markdown(results):
     return "\n".join(lines) + "\n"
 
 
+def merge(parts):
+    """One row from rows of the same configuration run on different seeds (each a results entry)."""
+    parts = sorted(parts, key=lambda r: min(r["seeds"] or [1e9]))
+    if len({(json.dumps(r["config"] | {"seed": 0}), r["machine"]) for r in parts}) > 1:
+        raise SystemExit(f"{parts[0]['name']}: the parts differ in configuration or machine; not merged")
+    row = dict(parts[0])
+    for key in ("seeds", "test_acc", "max_lr", "histories", "stopped"):
+        row[key] = [x for r in parts for x in r.get(key, [])]
+    secs = [r["sec_per_epoch"] for r in parts for _ in r["seeds"]]
+    accs = row["test_acc"]
+    row.update(mean=statistics.mean(accs) if accs else None, std=statistics.stdev(accs) if len(accs) > 1 else 0.0,
+               sec_per_epoch=statistics.mean(secs) if secs else None)
+    if not row["stopped"]:
+        del row["stopped"]
+    return row
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", nargs="*", default=list(CONFIGS), help=f"names among {list(CONFIGS)}")
@@ -113,7 +132,21 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=24)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "accuracy.json"))
+    p.add_argument("--merge", nargs="+", metavar="FILE", help="merge these result files' rows into --out and stop")
     a = p.parse_args(argv)
+    if a.merge:
+        out = Path(a.out)
+        results = json.loads(out.read_text()) if out.exists() else {}
+        parts = {}
+        for f in a.merge:
+            for name, row in json.loads(Path(f).read_text()).items():
+                parts.setdefault(name, []).append(row)
+        results.update({name: merge(rows) for name, rows in parts.items()})
+        results = {k: results[k] for k in [*CONFIGS, *results] if k in results}
+        out.write_text(json.dumps(results, indent=1))
+        out.with_suffix(".md").write_text(markdown(results))
+        print(f"merged {sorted(parts)} into {out}")
+        return 0
     unknown = [c for c in a.configs if c not in CONFIGS]
     if unknown:
         p.error(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")

@@ -6,7 +6,8 @@
 
 --parts times each part of a step on its own (eager): the batch from the loader; the
 features (convolutions, pooling, batch norm, ReLU, GAP), forward and backward; the head
-(blocks, FC, loss), forward and backward; the optimizer step; and the whole step. Parts
+(blocks, FC, loss), forward and backward, eager and torch.compile'd; the optimizer step;
+and the whole step. Parts
 timed alone do not add up exactly to the whole (caches, allocator), but they bound it.
 """
 import argparse
@@ -38,6 +39,11 @@ def main(argv=None):
     batches = iter(run.train_loader)
     if a.parts:
         return parts(run, opt, batches, a.preset)
+
+    compiled_head = torch.compile(lambda f: F.cross_entropy(net.head(f), y))  # the part eager runs op by op
+    t = time.perf_counter()
+    compiled_head(feats.requires_grad_()).backward()
+    compile_s = time.perf_counter() - t
 
     def step():
         x, y = next(batches)
@@ -89,6 +95,11 @@ def parts(run, opt, batches, preset):
             loss = F.cross_entropy(net.head(feats.requires_grad_()), y)
         loss.backward()
 
+    compiled_head = torch.compile(lambda f: F.cross_entropy(net.head(f), y))  # the part eager runs op by op
+    t = time.perf_counter()
+    compiled_head(feats.requires_grad_()).backward()
+    compile_s = time.perf_counter() - t
+
     def step():
         x, y = next(batches)
         with autocast(run.device, run.precision):
@@ -101,10 +112,11 @@ def parts(run, opt, batches, preset):
     fresh = iter(run.train_loader)
     ms = {"loader batch": ms_per_call(lambda: next(fresh), steps=batches_per_epoch - 20),
           "features forward+backward": ms_per_call(features), "head and loss forward+backward": ms_per_call(head),
-          "optimizer step": ms_per_call(opt.step), "whole step": ms_per_call(step, steps=200)}
+          "optimizer step": ms_per_call(opt.step), "whole step": ms_per_call(step, steps=200),
+          "head and loss compiled, forward+backward": ms_per_call(lambda: compiled_head(feats).backward())}
     result = {"preset": preset, "batch_size": run.cfg.batch_size, "precision": run.precision,
               "machine": machine_name(run.device), "data": run.data, "model_config": run.net.config.to_dict(),
-              "torch": torch.__version__, "ms": ms, "steps_per_epoch": batches_per_epoch,
+              "torch": torch.__version__, "ms": ms, "head_compile_s": compile_s, "steps_per_epoch": batches_per_epoch,
               "date": time.strftime("%Y-%m-%d")}
     out = ROOT / "benchmarks" / "results" / "step_parts.json"
     out.write_text(json.dumps(result, indent=1))

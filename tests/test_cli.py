@@ -155,3 +155,26 @@ def test_train_py_imports_where_resource_does_not_exist(tmp_path):
             "assert train.peak_memory_mib() is None; print('ok')")
     done = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_accuracy_rows_split_over_processes_merge_into_one(tmp_path):
+    """A row run as seeds 0-1 in one process and seed 2 in another is one 3-seed row, as if run together."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import accuracy
+
+    def part(seeds, accs, sec):
+        return {"x": {"name": "x", "config": {"preset": "best", "seed": seeds[-1]}, "machine": "m", "seeds": seeds,
+                      "test_acc": accs, "max_lr": [0.01] * len(seeds), "histories": [[]] * len(seeds),
+                      "sec_per_epoch": sec, "params": 1, "change": "c", "data": "d", "mean": 0, "std": 0}}
+    (tmp_path / "b.json").write_text(json.dumps(part([2], [78.0], 9.0)))
+    (tmp_path / "a.json").write_text(json.dumps(part([0, 1], [76.0, 77.0], 6.0)))
+    out = tmp_path / "all.json"
+    assert accuracy.main(["--merge", str(tmp_path / "b.json"), str(tmp_path / "a.json"), "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["x"]
+    assert row["seeds"] == [0, 1, 2] and row["test_acc"] == [76.0, 77.0, 78.0]
+    assert row["mean"] == 77.0 and row["std"] == 1.0 and row["sec_per_epoch"] == 7.0
+    other = part([3], [70.0], 6.0)
+    other["x"]["machine"] = "another"
+    (tmp_path / "c.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="differ in configuration or machine"):
+        accuracy.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(out)])

@@ -147,5 +147,6 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
     others += jobs["old"] + jobs["new"]
     speed = json.loads((results / "speed.json").read_text())
     others += [speed, speed["default_network"]] if "default_network" in speed else [speed]
+    others.append(json.loads((results / "step_parts.json").read_text()))
     for r in others:
         ModelConfig.from_dict(r["model_config"])

@@ -1,6 +1,9 @@
 """The GPU check: what CI cannot see, run once on a CUDA machine.
 
     CIFAR10_DIR=... python benchmarks/gpu_check.py     # writes benchmarks/results/gpu_check.json
+    python benchmarks/gpu_check.py --out /tmp/gpu_check.json --skip-tests
+
+The result file is rewritten after each part, so a run stopped by a time limit keeps what it measured.
 
 1. the test suite, on this machine (its CUDA-only paths included);
 2. the default job (LR range test, 24 epochs, report) in the device's own precision, then
@@ -9,6 +12,7 @@
    there is a warning, and the step should make none between its reads every SYNC_EVERY steps.
 On a machine without CUDA it says so in one line and exits with status 2.
 """
+import argparse
 import json
 import os
 import subprocess
@@ -59,7 +63,11 @@ def syncs_in_steps(steps=2 * SYNC_EVERY):
     return {"steps": steps, "expected_reads": steps // SYNC_EVERY, "sync_warnings": len(syncs), "first": syncs[:5]}
 
 
-def main():
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu_check.json"))
+    p.add_argument("--skip-tests", action="store_true", help="leave out the test suite (part 1)")
+    a = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; run it on a GPU machine", file=sys.stderr)
         return 2
@@ -67,15 +75,16 @@ def main():
         print("gpu_check: set CIFAR10_DIR (or let train.py download into ./data)", file=sys.stderr)
     result = {"machine": machine_name(torch.device("cuda")), "capability": list(torch.cuda.get_device_capability()),
               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
-    result["tests"] = test_suite()
-    print(result["tests"], flush=True)
-    result["syncs"] = syncs_in_steps()
-    print(result["syncs"], flush=True)
-    for name, overrides in (("native", {}), ("fp16", {"precision": "fp16"}), ("compiled", {"compile": True})):
-        result[f"job_{name}"] = default_job(name, **overrides)
-        print(name, {k: v for k, v in result[f"job_{name}"].items() if k != "epoch_seconds"}, flush=True)
-    out = ROOT / "benchmarks" / "results" / "gpu_check.json"
-    out.write_text(json.dumps(result, indent=1))
+    out = Path(a.out)
+    parts = [("syncs", syncs_in_steps)] + [
+        (f"job_{name}", lambda o=overrides, n=name: default_job(n, **o))
+        for name, overrides in (("native", {}), ("fp16", {"precision": "fp16"}), ("compiled", {"compile": True}))]
+    if not a.skip_tests:
+        parts.insert(0, ("tests", test_suite))
+    for key, part in parts:
+        result[key] = part()
+        print(key, {k: v for k, v in result[key].items() if k != "epoch_seconds"}, flush=True)
+        out.write_text(json.dumps(result, indent=1))  # after every part: a stopped run keeps what it measured
     print(f"wrote {out}")
     return 0
 

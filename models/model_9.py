@@ -53,10 +53,14 @@ def check_types(config, what="option"):
             raise ValueError(f"{what} {f.name!r} takes {_TYPES[t]}, got {v!r}")
 
 
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "celu": F.celu}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     batch_norm: bool = True  # BatchNorm2d after each conv (adds 192 parameters)
-    relu: bool = True  # ReLU after each conv (and its batch norm)
+    relu: bool = True  # an activation after each conv (and its batch norm)
+    activation: str = "relu"  # which one: "relu", or the smooth "gelu" or "celu"
     block_relu: bool = False  # ReLU on each UltimusBlock's output, before the residual add
     residual: bool = True  # X = X + UltimusBlock(X) instead of X = UltimusBlock(X)
     strides: tuple = (2, 2, 1)  # downsampling after each conv; A = 32 / product. Changes no parameter
@@ -66,6 +70,7 @@ class ModelConfig:
     scale: str = "inside"  # "inside": softmax(QK/sqrt8); "after": softmax(QK)/sqrt8
     attention: str = "sample"  # "sample": one 8x8 AM per sample; "batch": the Q.T@K bug
     learn_temperature: bool = False  # a learned factor on each block's attention logits (4 parameters)
+    dirac_init: bool = False  # conv2 and conv3 start as the identity on their first input-many channels
     kqv_dim: int = 8  # the width of K, Q and V (one attention head): AM is kqv_dim x kqv_dim
     image_size: int = 32  # input height and width
 
@@ -80,6 +85,8 @@ class ModelConfig:
             raise ValueError(f"scale must be 'inside' or 'after', got {self.scale!r}")
         if self.downsample not in ("stride", "maxpool"):
             raise ValueError(f"downsample must be 'stride' or 'maxpool', got {self.downsample!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}")
         if self.attention not in ("sample", "batch"):
             raise ValueError(f"attention must be 'sample' or 'batch', got {self.attention!r}")
         if self.kqv_dim < 1:
@@ -159,6 +166,10 @@ class Net(nn.Module):
         self.blocks = nn.ModuleList(UltimusBlock(48, c.kqv_dim, c.scale, c.attention, c.block_relu, c.learn_temperature)
                                     for _ in range(4))
         self.fc = nn.Linear(48, 10)
+        if c.dirac_init:  # as airbench does: the first in_channels outputs copy their input, the rest stay random
+            for conv in self.convs[1:]:
+                nn.init.dirac_(conv.weight.data[:conv.in_channels])
+                nn.init.zeros_(conv.bias.data[:conv.in_channels])
 
     def features(self, x):
         """Images (B, 3, H, W) -> X (B, 48)."""
@@ -175,7 +186,7 @@ class Net(nn.Module):
             if pool and not c.pool_first:
                 x = self.pools[i](x)  # ReLU then max = max then ReLU, on 4x fewer values
             if c.relu:
-                x = F.relu(x)  # functional: no extra rows in the model summary
+                x = ACTIVATIONS[c.activation](x)  # functional: no extra rows in the model summary
         return self.gap(x).flatten(1)  # (B, 48)
 
     def head(self, x):

@@ -63,6 +63,18 @@ def test_overlapping_pooling_keeps_a_and_parameters():
     assert seen == [(2, 48, 8, 8)] and count_parameters(net) == count_parameters(Net())
 
 
+def test_dirac_init_makes_conv2_copy_its_input_channels():
+    net = Net(ModelConfig(dirac_init=True))
+    h = torch.randn(2, 16, 8, 8)
+    assert torch.allclose(net.convs[1](h)[:, :16], h, atol=1e-6)
+    assert net.convs[1].weight[16:].abs().sum() > 0  # the other 16 outputs keep their random start
+
+
+def test_unknown_activation_is_rejected():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        ModelConfig(activation="swish")
+
+
 def test_maxpool_features_are_conv_bn_relu_pool():
     """The model pools before its ReLU (cheaper); the result must be the textbook order's."""
     torch.manual_seed(0)

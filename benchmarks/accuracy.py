@@ -62,6 +62,7 @@ CONFIGS = {
     "best, GELU": ({"preset": "best", "model": {"activation": "gelu"}}, "GELU instead of ReLU after each conv", 1),
     "best, CELU": ({"preset": "best", "model": {"activation": "celu"}}, "CELU instead of ReLU after each conv", 1),
     "best + Dirac init": ({"preset": "best", "model": {"dirac_init": True}}, "conv2 and conv3 start as the identity on their first 16 and 32 outputs", 1),
+    "best + Dirac init, LR rule min/3": ({"preset": "best", "model": {"dirac_init": True}, "lr_rule": "min/3"}, "Dirac init at a lower max LR: loss minimum / 3", 1),
     "best + AdamW 0.01 + BN biases 10x + temperature": ({"preset": "best", "weight_decay": 0.01, "bn_bias_lr_mult": 10.0, "model": {"learn_temperature": True}}, "the three best one-seed changes together", 3),
     "best, peak after 10 of 24 epochs": ({"preset": "best", "warmup_frac": 10 / 24}, "longer warm-up (the default peaks after 5)", 1),
     "best + label smoothing 0.1": ({"preset": "best", "label_smoothing": 0.1}, "cross-entropy with label smoothing 0.1, two threads", 3),

@@ -14,7 +14,7 @@ one-cycle schedule below the LRs where the loss turns up. On this repository's n
 "min/2" trains best and the minimum itself blows it up (README.md, ablation); "min/10"
 is the safer choice for a network you have not measured. "div/40" reads the other end of
 the curve: the LR at which the test diverged, divided by 40. That point barely moves
-between seeds (README.md, LR range test), where the minimum of a flat curve does; the
+between seeds (README.md, ablation), where the minimum of a flat curve does; the
 divisor is per network, not universal. The steepest-slope point
 ("steepest", computed as torch-lr-finder's plot does) is noisy: it is kept for comparison.
 """

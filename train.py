@@ -44,12 +44,13 @@ class RunConfig:
     epochs: int = 24
     batch_size: int = 128  # twice the steps of 256: reference 54.82 -> 57.78%, best 76.10 -> 76.96% (accuracy.json)
     max_lr: float = 0.0  # 0: take it from the LR range test
-    lr_rule: str = "min/2"  # how the LR range test turns its curve into max_lr (utils/lr_finder.py)
+    lr_rule: str = "safe"  # how the LR range test turns its curve into max_lr (utils/lr_finder.py)
     lr_finder_iters: int = 100
     warmup_frac: float = 5 / 24  # the share of the steps that warm the LR up to its peak (5 of 24 epochs)
     final_div: float = 1000.0  # the LR falls to max_lr / final_div at the last step
     betas: tuple = (0.9, 0.999)  # Adam's betas
     bn_bias_lr_mult: float = 1.0  # the batch norms' biases train at this many times the LR
+    grad_clip: float = 1.0  # > 0: gradients scaled down to at most this total norm before each step (0: off)
     weight_decay: float = 0.0  # > 0 switches Adam to AdamW
     label_smoothing: float = 0.0  # 0.1 gained on one thread and lost on two (README.md, ablation): noise
     augment: tuple = ("flip",)  # "crop" or "crop2" (+-4 or +-2 pixels), "flip" or "altflip", "cutout" (utils/data.py)
@@ -82,8 +83,8 @@ class RunConfig:
             raise ValueError(f"unknown augmentation(s) {bad}; choose from {list(AUGMENTATIONS)}")
         if self.precision not in ("auto", "bf16", "fp16", "fp32"):
             raise ValueError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
-        if self.train_subset < 0 or self.test_subset < 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
-            raise ValueError("train_subset, test_subset and weight_decay must be >= 0, label_smoothing in [0, 1)")
+        if min(self.train_subset, self.test_subset, self.weight_decay, self.grad_clip) < 0 or not 0 <= self.label_smoothing < 1:
+            raise ValueError("train_subset, test_subset, weight_decay and grad_clip must be >= 0, label_smoothing in [0, 1)")
 
     @classmethod
     def from_dict(cls, d):
@@ -193,7 +194,8 @@ def train_model(run, max_lr, out_dir=None, resume=False, progress=True, log=prin
                                     warmup_frac=run.cfg.warmup_frac, final_div=run.cfg.final_div)
     return fit(run.model, optimizer, scheduler, run.train_loader, run.test_loader, run.cfg.epochs,
                device=run.device, precision=run.precision, scaler=grad_scaler(run.device, run.precision),
-               criterion=run.criterion, run_dir=out_dir, config=run.resume_settings(), resume=resume, progress=progress, log=log)
+               criterion=run.criterion, run_dir=out_dir, config=run.resume_settings(), resume=resume, progress=progress, log=log,
+               grad_clip=run.cfg.grad_clip)
 
 
 def plot_training(run, history, lr_result, image_dir, show=False):
@@ -224,7 +226,12 @@ def report(run, image_dir, show=False):
     pick = list(range(4))  # the first test images; the test loader keeps the order
     maps = run.net.attention_maps(next(iter(run.test_loader))[0][pick])
     titles = [f"{CLASSES[labels[i]]} (pred {CLASSES[preds[i]]})" for i in pick]
-    plots.plot_attention(run.test_images[pick], maps, titles, d / "attention.png", show)
+    n = run.net.config.token_blocks  # the first n blocks attend over positions, the rest over the pooled vector
+    if n:
+        plots.plot_position_attention(run.test_images[pick], maps[:n], titles, [(4, 4), (1, 1)],
+                                      d / "attention_positions.png", show)
+    if n < 4:
+        plots.plot_attention(run.test_images[pick], maps[n:], titles, d / "attention.png", show)
     return {"per_class_acc": dict(zip(CLASSES, (100 * cm.diag().float() / cm.sum(1).clamp(min=1)).tolist())),
             "test_acc_flip_tta": 100 * (tta.argmax(1) == labels).float().mean().item()}
 
@@ -318,7 +325,8 @@ def main(argv=None):
     p.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE", help="model overrides, e.g. residual=false strides=1,1,1")
     p.add_argument("--batch-size", type=int, default=128, help="images per training step")
     p.add_argument("--max-lr", type=float, default=0.0, help="skip the LR range test and use this max LR")
-    p.add_argument("--lr-rule", default="min/2", help=f"LR range test rule, one of {list(RULES)}")
+    p.add_argument("--lr-rule", default="safe", help=f"LR range test rule, one of {list(RULES)}")
+    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clipping before each step (0: off)")
     p.add_argument("--augment", default="flip", help="comma-separated: crop or crop2, flip or altflip, cutout; 'none' for none")
     p.add_argument("--weight-decay", type=float, default=0.0, help="> 0 switches Adam to AdamW")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="CrossEntropyLoss label smoothing (0: none)")
@@ -339,7 +347,7 @@ def main(argv=None):
             model[k] = _parse_value(v)
         augment = () if a.augment in ("", "none") else tuple(s.strip() for s in a.augment.split(","))
         cfg = RunConfig(preset=a.preset, model=model, epochs=a.epochs, batch_size=a.batch_size, max_lr=a.max_lr,
-                        lr_rule=a.lr_rule, augment=augment, weight_decay=a.weight_decay,
+                        lr_rule=a.lr_rule, grad_clip=a.grad_clip, augment=augment, weight_decay=a.weight_decay,
                         label_smoothing=a.label_smoothing, train_subset=a.train_subset, test_subset=a.test_subset,
                         seed=a.seed, device=a.device, precision=a.precision, channels_last=not a.no_channels_last,
                         compile=a.compile, data_dir=a.data_dir, download=not a.no_download)

@@ -1,12 +1,13 @@
 """Where a training step's time goes: torch.profiler over our pipeline, by operator, and by part.
 
     python benchmarks/profile_step.py --preset reference   # writes benchmarks/results/profile_reference.txt
+    python benchmarks/profile_step.py --preset tokens      # writes benchmarks/results/profile_tokens.txt
     python benchmarks/profile_step.py --compile            # writes benchmarks/results/profile_best_compiled.txt
     python benchmarks/profile_step.py --parts              # writes benchmarks/results/step_parts.json
 
 --parts times each part of a step on its own (eager): the batch from the loader; the
-features (convolutions, pooling, batch norm, ReLU, GAP), forward and backward; the head
-(blocks, FC, loss), forward and backward, eager and torch.compile'd; the optimizer step;
+features (convolutions, pooling, batch norm, ReLU), forward and backward; the head
+(GAP, blocks, FC, loss), forward and backward, eager and torch.compile'd; the optimizer step;
 and the whole step. Parts timed alone do not add up exactly to the whole step (caches,
 the allocator, zero_grad and autocast entry are in the whole only).
 """
@@ -75,11 +76,11 @@ def ms_per_call(fn, steps=100, warmup=10):
 def parts(run, opt, batches, step, preset):
     """Milliseconds per call of each part of a training step; writes step_parts.json."""
     net, x, y = run.model, *next(batches)
-    feats = net.features(x).detach()
+    feats = net.feature_map(x).detach()  # conv3's map: what the head takes
 
     def features():
         with autocast(run.device, run.precision):
-            f = net.features(x)
+            f = net.feature_map(x)
         f.float().sum().backward()
 
     def head():

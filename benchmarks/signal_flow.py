@@ -24,7 +24,7 @@ from utils.data import Loader, load_cifar10  # noqa: E402
 @torch.no_grad()
 def trace(net, x):
     """Per block: AM's largest deviation from uniform, Z's spread / V's spread, X's spread across images."""
-    rows, h = [], net.features(x)  # (B, 48)
+    rows, h = [], net.gap(net.feature_map(x)).flatten(1)  # X (B, 48)
     for block in net.blocks:
         out, am = block.attend(h)  # (B, 48), (B, 8, 8)
         v = block.v(h)  # (B, 8)
@@ -45,7 +45,7 @@ def main():
         net = Net(PRESETS[name]).eval()
         blocks, logit_spread = trace(net, batch)
         with torch.no_grad():
-            pooled = net.features(batch).std(0).mean().item()
+            pooled = net.gap(net.feature_map(batch)).flatten(1).std(0).mean().item()
         result[name] = {"model_config": net.config.to_dict(), "pooled_x_spread_across_images": pooled, "blocks": blocks, "logit_spread_across_images": logit_spread}
         print(f"{name}: X spread across images after the pool {pooled:.2e}")
         for i, r in enumerate(blocks, 1):

@@ -8,7 +8,8 @@ import train as recipe
 from utils.device import grad_scaler
 from utils.lr_finder import find_lr, suggest_lr
 from utils.schedule import one_cycle_scheduler
-from utils.training import CHECKPOINT, SYNC_EVERY, DivergenceError, Interrupted, fit, load_checkpoint, train_epoch
+from utils.training import (CHECKPOINT, SYNC_EVERY, DivergenceError, Interrupted, degrading, fit, load_checkpoint,
+                            train_epoch)
 
 
 class HostReads(torch.overrides.TorchFunctionMode):
@@ -102,6 +103,59 @@ def test_a_run_stuck_at_chance_says_so_and_a_healthy_one_does_not(cifar_dir):
     assert len(healthy) == 4 and not [line for line in healthy if "warning" in line]
 
 
+class LabelsScrambledFrom:
+    """A loader whose labels are shuffled within each batch from epoch `start` on: the run then unlearns."""
+
+    def __init__(self, loader, start):
+        self.loader, self.start, self.epoch = loader, start, 1
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+        self.loader.set_epoch(epoch)
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.epoch)
+        for x, y in self.loader:
+            yield x, (y[torch.randperm(len(y), generator=g)] if self.epoch >= self.start else y)
+
+
+def test_a_degrading_run_is_named_with_its_lr_and_healthy_runs_of_both_presets_are_not(cifar_dir):
+    run = recipe.setup(small_cfg(cifar_dir, train_subset=4096, epochs=6), verbose=False)
+    run.train_loader = LabelsScrambledFrom(run.train_loader, start=4)
+    lines = []
+    h = recipe.train_model(run, 5e-3, progress=False, log=lines.append)["epochs"]
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert h[-1]["train_acc"] < max(r["train_acc"] for r in h) - 15  # it did unlearn
+    assert len(warnings) == 1 and lines.index(warnings[0]) == 5  # after the second bad epoch (5), once
+    assert "degrading" in warnings[0] and f"at LR {h[4]['lr']:.2e}" in warnings[0] and "'safe' LR rule" in warnings[0]
+    for preset, n in (("best", 4096), ("reference", 2048)):  # the reference's slow start may see the chance warning
+        healthy = []
+        recipe.train_model(recipe.setup(small_cfg(cifar_dir, preset=preset, train_subset=n, epochs=5), verbose=False),
+                           5e-3, progress=False, log=healthy.append)
+        assert len([line for line in healthy if line.startswith("Epoch")]) == 5, preset
+        assert not [line for line in healthy if "degrading" in line], preset
+
+
+def test_degrading_needs_a_sustained_rise_not_one_bad_epoch():
+    rows = [{"train_loss": l, "train_acc": a} for l, a in [(1.5, 45), (1.2, 57), (1.1, 61), (1.05, 62.6)]]
+    assert not degrading(rows + [{"train_loss": 1.5, "train_acc": 50}])  # one bad epoch
+    assert degrading(rows + [{"train_loss": 1.5, "train_acc": 50}, {"train_loss": 2.5, "train_acc": 20}])
+    assert not degrading(rows + [{"train_loss": 1.1, "train_acc": 60}, {"train_loss": 1.12, "train_acc": 59}])  # noise
+
+
+def test_gradient_clipping_bounds_the_norm_the_optimizer_sees(cifar_dir):
+    run = recipe.setup(small_cfg(cifar_dir), verbose=False)
+    opt = recipe.make_optimizer(run, 1e-3)
+    seen = []
+    opt.register_step_pre_hook(lambda o, a, k: seen.append(
+        torch.cat([p.grad.flatten() for g in o.param_groups for p in g["params"]]).norm().item()))
+    train_epoch(run.model, run.train_loader, opt, device="cpu", precision=run.precision, progress=False, grad_clip=0.05)
+    assert len(seen) == len(run.train_loader) and max(seen) <= 0.05 * 1.001
+
+
 @pytest.mark.parametrize("precision", ["auto", "fp16"])
 def test_interrupted_fit_resumes_to_the_uninterrupted_result(cifar_dir, tmp_path, precision):
     """What the notebook's stop button does: KeyboardInterrupt mid-epoch, then RESUME = True."""
@@ -191,6 +245,14 @@ def test_divergence_rule_reads_where_the_test_blew_up():
     assert suggest_lr(lrs, losses, "div/40", diverged=True) == pytest.approx(lrs[44] / 40)
     with pytest.raises(ValueError, match="needs a range test that diverged"):
         suggest_lr(lrs, losses, "div/40", diverged=False)
+
+
+def test_safe_rule_caps_the_minimum_by_the_divergence_point():
+    lrs = [10 ** (-5 + i / 10) for i in range(45)]
+    falling = [2.3 - 0.01 * i for i in range(44)] + [20.0]  # the minimum just before the blow-up at lrs[44]
+    assert suggest_lr(lrs, falling, "safe", diverged=True) == pytest.approx(lrs[44] / 6)  # lrs[43]/2 is higher
+    early = [2.3 - 0.01 * i for i in range(25)] + [2.3] * 15 + [3.0, 5.0, 8.0, 11.0, 20.0]  # minimum at lrs[24]
+    assert suggest_lr(lrs, early, "safe", diverged=True) == pytest.approx(lrs[24] / 2)  # under the cap: min/2
 
 
 def test_unknown_run_option_is_rejected():

@@ -31,7 +31,8 @@ with warnings.catch_warnings():  # it imports tqdm.autonotebook, which warns in 
     import torch_lr_finder.lr_finder as _tlf
     from torch_lr_finder import LRFinder, TrainDataLoaderIter
 
-RULES = ("min/10", "min/3", "min/2", "min/1.5", "min/1", "div/40", "steepest")
+RULES = ("safe", "min/10", "min/3", "min/2", "min/1.5", "min/1", "div/40", "steepest")
+SAFE_DIV = 6  # "safe": never above the divergence point / SAFE_DIV
 SKIP_START = 10  # like torch-lr-finder's plot: the first points of the smoothed curve are mostly noise
 
 
@@ -55,6 +56,9 @@ def suggest_lr(lrs, losses, rule="min/2", diverged=False):
     """
     if rule not in RULES:
         raise ValueError(f"unknown LR rule {rule!r}; choose from {list(RULES)}")
+    if rule == "safe":  # both ends of the curve: the minimum's half, capped by the divergence point's sixth
+        cap = (lrs[-1] if diverged else max(lrs)) / SAFE_DIV
+        return min(suggest_lr(lrs, losses, "min/2"), cap)
     if rule.startswith("div/"):
         if not diverged:
             raise ValueError(f"rule {rule} needs a range test that diverged; raise end_lr or choose a min/ rule")

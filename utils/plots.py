@@ -129,3 +129,32 @@ def plot_attention(images, maps, titles, path=None, show=False):
     uniform = float(maps[0][0].sum(-1).mean()) / maps[0].shape[-1]  # 1/8 when rows sum to 1
     fig.colorbar(im, cax=fig.add_axes((0.92, 0.15, 0.015, 0.7)), label=f"weight (uniform: {uniform:.3f})")
     return _finish(fig, path, show, tight=False)
+
+
+def plot_position_attention(images, maps, titles, queries, path=None, show=False):
+    """Attention over positions, drawn over the images, as ViT papers do.
+
+    maps: the blocks' (B, T, T) attention matrices (T = A*A positions of an A x A map);
+    queries: (row, col) positions of that map, marked with a cross. Row i: image i, then
+    where each query attends in each block (its row of AM as an A x A heatmap, stretched
+    over the image).
+    """
+    n, k, side = len(images), len(maps), math.isqrt(maps[0].shape[-1])
+    fig, axes = plt.subplots(n, 1 + k * len(queries), figsize=(1.9 * (1 + k * len(queries)), 2.0 * n), squeeze=False)
+    h, w = images.shape[-2:]
+    scale = h / side
+    for i in range(n):
+        axes[i, 0].imshow(images[i].permute(1, 2, 0).cpu())
+        axes[i, 0].set_title(titles[i], fontsize=8)
+        for col, ((r, c), b) in enumerate(((q, b) for q in queries for b in range(k)), 1):
+            ax = axes[i, col]
+            heat = maps[b][i, r * side + c].reshape(side, side).float().cpu()
+            ax.imshow(images[i].permute(1, 2, 0).cpu())
+            ax.imshow(heat, cmap="inferno", alpha=0.6, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="nearest")
+            ax.plot((c + 0.5) * scale - 0.5, (r + 0.5) * scale - 0.5, "c+", ms=10, mew=2)
+            if i == 0:
+                ax.set_title(f"({r},{c}), block {b + 1}", fontsize=8)
+        for ax in axes[i]:
+            ax.axis("off")
+    fig.suptitle(f"where a position (+) attends: its row of AM ({side * side}x{side * side}) over the {side}x{side} map")
+    return _finish(fig, path, show)

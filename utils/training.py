@@ -30,6 +30,9 @@ CHECKPOINT = "checkpoint.pt"
 SYNC_EVERY = 50  # steps between reads of the loss from the device
 BLOWUP = 10  # a loss above BLOWUP * ln(classes) (23 for 10 classes) is a divergence, like NaN
 CHANCE_EPOCHS = 3  # this many epochs at chance (loss ~ ln(classes), test accuracy ~ 1/classes) -> a warning
+DEGRADE_EPOCHS = 2  # this many epochs in a row with the train loss far above its best -> a warning
+DEGRADE_LOSS = 1.3  # "far above": more than 1.3 x the best epoch's train loss (and 0.1 above it)
+DEGRADE_ACC = 15  # or a train accuracy this many points under its best
 
 
 class DivergenceError(RuntimeError):
@@ -52,13 +55,23 @@ def _autocast(device, precision):
     return torch.autocast(torch.device(device).type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
+def _clip(optimizer, max_norm):
+    """clip_grad_norm_ over the optimizer's parameters; a non-finite norm is left to the scaler or the loss check."""
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+
+
 def current_lr(optimizer):
     return optimizer.param_groups[0]["lr"]
 
 
 def train_epoch(model, loader, optimizer, scheduler=None, *, device, precision="fp32", scaler=None,
-                criterion=F.cross_entropy, epoch=1, progress=True, sync_every=SYNC_EVERY):
-    """One pass over loader; returns {"loss", "acc", "lrs", "classes"} (lrs: the LR used at each step)."""
+                criterion=F.cross_entropy, epoch=1, progress=True, sync_every=SYNC_EVERY, grad_clip=0.0):
+    """One pass over loader; returns {"loss", "acc", "lrs", "classes"} (lrs: the LR used at each step).
+
+    grad_clip > 0: before each step, scale the gradients down to at most this total norm
+    (on the device: no host sync; with a scaler, after unscaling them).
+    """
     model.train()
     losses, sizes, lrs = [], [], []  # losses: per-step device scalars not yet read
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -90,10 +103,15 @@ def train_epoch(model, loader, optimizer, scheduler=None, *, device, precision="
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
+            if grad_clip:
+                scaler.unscale_(optimizer)
+                _clip(optimizer, grad_clip)
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
+            if grad_clip:
+                _clip(optimizer, grad_clip)
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -145,6 +163,22 @@ def at_chance(rows, classes, epochs=CHANCE_EPOCHS):
         abs(r["train_loss"] - math.log(classes)) < 0.02 and r["test_acc"] < 100 / classes + 2 for r in last)
 
 
+def degrading(rows, epochs=DEGRADE_EPOCHS):
+    """True when the last `epochs` epochs all trained far worse than the best epoch before them.
+
+    Far worse: a train loss above DEGRADE_LOSS x the best one (and 0.1 above it), or a train
+    accuracy DEGRADE_ACC points under the best one. A run that collapses without blowing up
+    (loss 1.05 -> 2.50, accuracy 62.6% -> 20.0% at an LR a little too high) passes the
+    divergence check and the chance warning; this names it.
+    """
+    if len(rows) <= epochs:
+        return False
+    before, last = rows[:-epochs], rows[-epochs:]
+    loss, acc = min(r["train_loss"] for r in before), max(r["train_acc"] for r in before)
+    return all(r["train_loss"] > max(DEGRADE_LOSS * loss, loss + 0.1) or r["train_acc"] < acc - DEGRADE_ACC
+               for r in last)
+
+
 def _rng_state():
     return {"torch": torch.get_rng_state(), "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
@@ -181,7 +215,8 @@ def load_checkpoint(path, config=None):
 
 
 def fit(model, optimizer, scheduler, train_loader, test_loader, epochs, *, device, precision="fp32",
-        scaler=None, criterion=F.cross_entropy, run_dir=None, config=None, resume=False, progress=True, log=print):
+        scaler=None, criterion=F.cross_entropy, run_dir=None, config=None, resume=False, progress=True, log=print,
+        grad_clip=0.0):
     """Train for `epochs` epochs; return the history {"epochs": [...], "step_lrs": [...], "epoch_seconds": [...]}.
 
     With run_dir, a checkpoint (model, optimizer, scheduler, scaler, history, RNG states,
@@ -207,14 +242,14 @@ def fit(model, optimizer, scheduler, train_loader, test_loader, epochs, *, devic
         log(f"resumed from {ckpt} after epoch {len(history['epochs'])}")
     elif resume:
         log(f"no checkpoint in {run_dir}: starting from epoch 1")
-    epoch, warned = len(history["epochs"]) + 1, False
+    epoch, warned, warned_degrading = len(history["epochs"]) + 1, False, False
     try:
         for epoch in range(len(history["epochs"]) + 1, epochs + 1):
             t0 = time.perf_counter()
             if hasattr(train_loader, "set_epoch"):
                 train_loader.set_epoch(epoch)
             tr = train_epoch(model, train_loader, optimizer, scheduler, device=device, precision=precision,
-                             scaler=scaler, criterion=criterion, epoch=epoch, progress=progress)
+                             scaler=scaler, criterion=criterion, epoch=epoch, progress=progress, grad_clip=grad_clip)
             te = evaluate(model, test_loader, device=device, precision=precision, criterion=criterion)
             seconds = time.perf_counter() - t0
             row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"],
@@ -231,6 +266,14 @@ def fit(model, optimizer, scheduler, train_loader, test_loader, epochs, *, devic
                     f"test accuracy {te['acc']:.1f}%) with max LR {peak:.2e}: the network is not learning. "
                     f"Try a lower max LR (e.g. {peak / 10:.1e}) or the 'min/10' LR rule; README.md, "
                     "'Why the reference stayed at 10%', explains this failure")
+            if not warned_degrading and degrading(history["epochs"]):
+                warned_degrading = True
+                best = min(history["epochs"], key=lambda r: r["train_loss"])
+                log(f"warning: training is degrading: train loss {tr['loss']:.4f} (acc {tr['acc']:.1f}%) for "
+                    f"{DEGRADE_EPOCHS} epochs, against {best['train_loss']:.4f} ({best['train_acc']:.1f}%) in epoch "
+                    f"{best['epoch']}, at LR {row['lr']:.2e} (peak so far {max(history['step_lrs']):.2e}). The LR is "
+                    f"too high for this network: run again with a lower max LR (e.g. {max(history['step_lrs']) / 2:.1e}) "
+                    "or the 'safe' LR rule")
             if ckpt:
                 save_checkpoint(ckpt, {"model": plain.state_dict(), "optimizer": optimizer.state_dict(),
                                        "scheduler": scheduler.state_dict(),

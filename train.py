@@ -52,14 +52,14 @@ class RunConfig:
     bn_bias_lr_mult: float = 1.0  # the batch norms' biases train at this many times the LR
     grad_clip: float = 1.0  # > 0: gradients scaled down to at most this total norm before each step (0: off)
     weight_decay: float = 0.0  # > 0 switches Adam to AdamW
-    label_smoothing: float = 0.0  # 0.1 gained on one thread and lost on two (README.md, ablation): noise
+    label_smoothing: float = 0.0  # 0.1 gained on one thread and lost on two (docs/ablation.md): noise
     augment: tuple = ("flip",)  # "crop" or "crop2" (+-4 or +-2 pixels), "flip" or "altflip", "cutout" (utils/data.py)
     train_subset: int = 0  # 0: all 50,000 training images; N: the first N
     test_subset: int = 0  # 0: all 10,000 test images
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "mps"
     precision: str = "auto"  # "auto" (by device), "bf16", "fp16", "fp32"
-    channels_last: bool = True  # NHWC activations for the convolutions (README.md, speed)
+    channels_last: bool = True  # NHWC activations for the convolutions (docs/speed.md)
     compile: bool = False  # torch.compile the model (CUDA graphs on CUDA); on the CPU it is slower for A = 8
     data_dir: str = ""  # "": $CIFAR10_DIR, else ./data
     download: bool = True  # download with torchvision when the folder has no CIFAR-10

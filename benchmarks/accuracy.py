@@ -70,6 +70,9 @@ CONFIGS = {
     # the default: LR rule "safe" (min/2, never above the divergence point / 6) and gradient clipping at norm 1
     "default, fp32": ({"preset": "best", "precision": "fp32"}, "the default recipe (LR rule safe, clipping at norm 1), fp32", 10),
     "default without the fix, fp32": ({"preset": "best", "precision": "fp32", **KNIFE}, "LR rule min/2, no clipping, fp32: the default before the fix", 5),
+    "tokens, fp32": ({"preset": "tokens", "precision": "fp32"}, "the four blocks over the 64 positions of conv3's map (ViT's way), default recipe, fp32", 3),
+    "tokens, two and two, fp32": ({"preset": "best", "model": {"token_blocks": 2}, "precision": "fp32"}, "blocks 1-2 over the 64 positions, 3-4 over the pooled vector, fp32", 1),
+    "tokens, max LR 1e-2, fp32": ({"preset": "tokens", "max_lr": 0.01, "precision": "fp32"}, "the tokens preset at a fixed max LR of 1e-2 (no range test), fp32", 1),
     "reference, batch 128, safe rule + clipping": ({**REF, "batch_size": 128}, "the write-up's network under the default recipe (safe rule, clipping at norm 1)", 5),
     **{name: ({**KNIFE, **f}, change, seeds) for name, (f, change, seeds) in LEGACY.items()},
 }
@@ -119,6 +122,7 @@ def merge(parts):
     if len({(json.dumps(r["config"] | {"seed": 0}), r["machine"]) for r in parts}) > 1:
         raise SystemExit(f"{parts[0]['name']}: the parts differ in configuration or machine; not merged")
     row = dict(parts[0])
+    row["max_lr_by_seed"] = {k: v for r in parts for k, v in r.get("max_lr_by_seed", {}).items()}
     for key in ("seeds", "test_acc", "max_lr", "histories", "stopped"):
         row[key] = [x for r in parts for x in r.get(key, [])]
     secs = [r["sec_per_epoch"] for r in parts for _ in r["seeds"]]
@@ -161,11 +165,12 @@ def main(argv=None):
     results = json.loads(out.read_text()) if out.exists() else {}
     for name in a.configs:
         fields, change, default_seeds = CONFIGS[name]
-        seeds, accs, secs, lrs, histories, stopped = [], [], [], [], [], []
+        seeds, accs, secs, lrs, histories, stopped, lr_by_seed = [], [], [], [], [], [], {}
         for seed in a.seed_list or range(a.first_seed, a.first_seed + (a.seeds or default_seeds)):
             cfg = RunConfig.from_dict({**fields, "epochs": a.epochs, "seed": seed, "device": a.device})
             acc, params, sec, run, max_lr, history = train_once(cfg, name, seed)
             lrs.append(max_lr)
+            lr_by_seed[str(seed)] = max_lr
             if acc is None:
                 stopped.append(f"seed {seed}: {history['stopped']}")
             else:
@@ -175,7 +180,7 @@ def main(argv=None):
                          "epochs": a.epochs, "seeds": seeds, "test_acc": accs,
                          "mean": statistics.mean(accs) if accs else None,
                          "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                         "sec_per_epoch": statistics.mean(secs) if secs else None, "max_lr": lrs,
+                         "sec_per_epoch": statistics.mean(secs) if secs else None, "max_lr": lrs, "max_lr_by_seed": lr_by_seed,
                          "device": str(run.device), "machine": machine_name(run.device), "data": run.data,
                          "date": time.strftime("%Y-%m-%d"), "histories": histories,
                          **({"stopped": stopped} if stopped else {})}

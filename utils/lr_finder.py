@@ -7,16 +7,15 @@ find_lr raises the LR exponentially from start_lr to end_lr, one batch a step, r
 the smoothed loss, stops early when the loss diverges (5x its best, or NaN), then
 restores the model and optimizer as they were.
 
-The rules: "min/10" (fastai's habit) and "min/2" (the default) take the LR at which
-the smoothed loss is lowest (the first 10 points skipped, as torch-lr-finder's plot
-does) and divide it by 10 or 2: half the LR of the loss minimum keeps the peak of the
-one-cycle schedule below the LRs where the loss turns up. On this repository's network
-"min/2" trains best and the minimum itself blows it up (README.md, ablation); "min/10"
-is the safer choice for a network you have not measured. "div/40" reads the other end of
-the curve: the LR at which the test diverged, divided by 40. That point barely moves
-between seeds (README.md, ablation), where the minimum of a flat curve does; the
-divisor is per network, not universal. The steepest-slope point
-("steepest", computed as torch-lr-finder's plot does) is noisy: it is kept for comparison.
+The rules: "min/10" (fastai's habit) and "min/2" take the LR at which the smoothed loss
+is lowest (the first 10 points skipped, as torch-lr-finder's plot does) and divide it by
+10 or 2. "safe" (the default) reads both ends of the curve: min/2, but never above the LR
+at which the test diverged divided by SAFE_DIV. A flat curve moves its minimum a lot from
+seed to seed, the divergence point barely (docs/stability.md), so the cap keeps an unlucky
+minimum from choosing an LR the network cannot train at. "div/40" reads the divergence
+point alone (divided by 40, a divisor fitted to the reference preset). The steepest-slope
+point ("steepest", computed as torch-lr-finder's plot does) is noisy: it is kept for
+comparison.
 """
 import contextlib
 import functools
@@ -32,7 +31,7 @@ with warnings.catch_warnings():  # it imports tqdm.autonotebook, which warns in 
     from torch_lr_finder import LRFinder, TrainDataLoaderIter
 
 RULES = ("safe", "min/10", "min/3", "min/2", "min/1.5", "min/1", "div/40", "steepest")
-SAFE_DIV = 6  # "safe": never above the divergence point / SAFE_DIV
+SAFE_DIV = 6  # "safe": never above the divergence point / SAFE_DIV (docs/stability.md says why 6)
 SKIP_START = 10  # like torch-lr-finder's plot: the first points of the smoothed curve are mostly noise
 
 
@@ -49,7 +48,7 @@ def _finite_loss(criterion):
     return loss_fn
 
 
-def suggest_lr(lrs, losses, rule="min/2", diverged=False):
+def suggest_lr(lrs, losses, rule="safe", diverged=False):
     """Suggested max LR from a range test's (lrs, smoothed losses), ignoring the diverged tail.
 
     diverged: whether the test stopped on divergence (its last LR is then where the loss blew up).
@@ -91,7 +90,7 @@ def _bar(progress):
 
 
 def find_lr(model, optimizer, criterion, loader, *, device, precision="fp32", start_lr=1e-5, end_lr=1.0,
-            num_iter=100, rule="min/2", progress=True):
+            num_iter=100, rule="safe", progress=True):
     """Run the range test; return {"lrs", "losses", "suggested", "steepest", "diverged"}.
 
     model and optimizer are restored afterwards. loader: any iterable of (x, y) batches.

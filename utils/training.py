@@ -13,7 +13,9 @@ bar updates) and at the end of the epoch. That read also checks every loss since
 last one: a non-finite loss, or one above BLOWUP x ln(classes), stops training and names
 the first bad step, its epoch and its LR; the checkpoint left is the last good epoch's.
 (In full runs every step above that limit was followed by a blow-up or a collapse to
-chance: README.md, Robustness.)
+chance: docs/robustness.md.) fit also names, once each in the epoch log, a run stuck at
+chance and a run that is degrading (its train loss far above its best for two epochs).
+Optional gradient-norm clipping (grad_clip) runs on the device before each step.
 """
 import contextlib
 import math

@@ -1,0 +1,124 @@
+"""The tables in docs/*.md, regenerated from benchmarks/results/*.json (never edited by hand).
+
+    python benchmarks/docs_tables.py           # rewrite every generated table in docs/
+    python benchmarks/docs_tables.py --check   # exit 1 if a table differs from its JSON (the tests run this)
+
+A generated table sits between `<!-- table: NAME -->` and `<!-- /table -->` in a docs
+file; the prose around it is written by hand and cites the JSON it comes from.
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS, DOCS = ROOT / "benchmarks" / "results", ROOT / "docs"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from accuracy import markdown  # noqa: E402
+
+
+def load(name):
+    return json.loads((RESULTS / name).read_text())
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def acc_cell(row):
+    if row.get("mean") is None:
+        return "stopped: diverged"
+    s = f"{row['mean']:.2f} +- {row['std']:.2f}" if len(row["seeds"]) > 1 else f"{row['mean']:.2f}"
+    return s + (f" ({len(row['stopped'])} stopped: diverged)" if row.get("stopped") else "")
+
+
+def ablation():
+    return markdown(load("accuracy.json")).strip()
+
+
+def lr_spread():
+    d = load("lr_test_spread.json")
+    span = lambda v: f"{v['min']:.2e} / {v['median']:.2e} / {v['max']:.2e}"  # noqa: E731
+    rows = [[k, v["runs"], span(v["min/2"]), span(v["safe"]), span(v["diverged_at"]), f"{v['dip_pct']['min']:.1f}-{v['dip_pct']['max']:.1f}"]
+            for k, v in d["summary"].items()]
+    return (table(["preset, precision", "runs", "min/2: min / median / max", "safe: min / median / max",
+                   "diverged at: min / median / max", "dip (%)"], rows)
+            + f"\n\nBatch {d['batch_size']}, {d['machine']}, {d['data']}.")
+
+
+def stability():
+    rows = []
+    for r in load("stability.json").values():
+        if r["stopped"]:
+            step = r["diverged_at_step"]
+            first, last = [t for t in r["trace"] if t["step"] > step - 10][0], r["trace"][-1]  # the last 10 steps
+            what = (f"diverged at step {step} (epoch {(step - 1) // 390 + 1}, LR {last['lr']:.2e}); over its last 10 steps "
+                    f"loss {first['loss']:.2f} -> {last['loss']:.1f}, blocks' grad norm {first['grad_norm']['blocks']:.2f} -> "
+                    f"{last['grad_norm']['blocks']:.0f}, largest logit {max(first['max_logit']):.0f} -> {max(last['max_logit']):.0f}")
+        else:
+            what = f"survived {len(r['epochs'])} epochs: test {r['epochs'][-1]['test_acc']:.2f}%"
+        rows.append([r.get("preset", "best"), r["name"], r["seed"], f"{r['max_lr']:.2e}", what])
+    r = next(iter(load("stability.json").values()))
+    return (table(["preset", "candidate (one change to min/2, no clipping)", "seed", "max LR", "first epochs of 24"], rows)
+            + f"\n\n{r['precision']}, {r['machine']}, {r['data']}.")
+
+
+def seeds():
+    acc, out = load("accuracy.json"), []
+    for name in ("default, fp32", "default without the fix, fp32", "tokens, fp32", "reference, batch 128, safe rule + clipping"):
+        if name not in acc:
+            continue
+        r = acc[name]
+        stopped = {int(s.split(":")[0].split()[1]): s for s in r.get("stopped", [])}
+        seeds_all = sorted(set(r["seeds"]) | set(stopped), key=lambda s: (s > 100, s))
+        by_seed, lr = dict(zip(r["seeds"], r["test_acc"])), r.get("max_lr_by_seed", {})
+        cells = [(f"{s}: {by_seed[s]:.2f}" if s in by_seed else f"{s}: diverged")
+                 + (f" ({lr[str(s)]:.2e})" if str(s) in lr else "") for s in seeds_all]
+        lrs = f"{min(r['max_lr']):.2e}-{max(r['max_lr']):.2e}"
+        out.append([name, len(seeds_all), acc_cell(r), lrs, "; ".join(cells), r["machine"]])
+    return table(["row", "seeds", "test acc (%)", "max LR", "per seed: test acc (max LR)", "machine"], out)
+
+
+def speed():
+    d, job, parts = load("speed.json"), load("job_vs_commit.json"), load("step_parts.json")
+    ips = d["images_per_s"]
+    pipes = table(["batch 256, reference preset", "images/s", "vs reference"],
+                  [["reference pipeline (PIL, 2 workers, fp32)", f"{ips['reference']:.0f}", "1.0x"],
+                   ["ours (eager)", f"{ips['ours']:.0f}", f"{d['ratio']:.1f}x"],
+                   [f"ours + torch.compile ({d['compile_s']:.0f} s to compile)", f"{ips['ours_compiled']:.0f}", f"{d['ratio_compiled']:.1f}x"]])
+    step = table(["part of a step (default network, batch 128)", "ms"], [[k, f"{v:.2f}"] for k, v in parts["ms"].items()])
+    m = job["mean_seconds"]
+    jobs = table(["whole default job", "seconds"], [[f"commit {job['old_commit']}", f"{m['old']:.1f}"], ["current code at the time", f"{m['new']:.1f}"],
+                                                    ["ratio", f"{job['ratio_new_over_old']:.2f}"]])
+    return (f"{pipes}\n\n{d['machine']}, {d['data']}.\n\n{step}\n\n{parts['machine']}, {parts['precision']}.\n\n{jobs}\n\n"
+            f"{job['machine']}, {job['date']}.")
+
+
+TABLES = {"ablation": ablation, "lr_spread": lr_spread, "stability": stability, "seeds": seeds, "speed": speed}
+MARK = re.compile(r"(<!-- table: (\w+) -->\n)(.*?)(\n<!-- /table -->)", re.S)
+
+
+def render(text):
+    return MARK.sub(lambda m: m.group(1) + TABLES[m.group(2)]() + m.group(4), text)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="only check; exit 1 if a table is stale")
+    a = p.parse_args(argv)
+    stale = []
+    for f in sorted(DOCS.glob("*.md")):
+        text = f.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(f.name)
+            if not a.check:
+                f.write_text(new)
+    print(("stale: " if a.check else "rewrote: ") + (", ".join(stale) or "none"))
+    return 1 if a.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""README.md, docs/ and the notebook speak of the software, and docs/' tables match the results they cite."""
+import re
+import sys
+
+import nbformat
+import pytest
+
+from conftest import ROOT
+
+# words about how the project was made, which a reader outside the team cannot check
+DEVELOPMENT = [r"\bthis session\b", r"\bsessions?'", r"\btoday('s)?\b", r"\bspeed work\b", r"\bissues? \d+", r"#\d+\b",
+               r"\blent\b", r"\bso far\b", r"\bwe tried\b", r"\bfor now\b"]
+
+
+def texts():
+    yield "README.md", (ROOT / "README.md").read_text()
+    for f in sorted((ROOT / "docs").glob("*.md")):
+        yield f"docs/{f.name}", f.read_text()
+    nb = nbformat.read(ROOT / "Assignment_9_Solution.ipynb", as_version=4)
+    for i, cell in enumerate(nb.cells):
+        text = cell.source if cell.cell_type == "markdown" else "\n".join(re.findall(r"#.*", cell.source))
+        yield f"notebook cell {i}", text
+
+
+@pytest.mark.parametrize("name,text", list(texts()))
+def test_no_sentence_speaks_of_the_development(name, text):
+    found = [m.group(0) for p in DEVELOPMENT for m in re.finditer(p, text, re.I)]
+    assert not found, f"{name}: {found}"
+
+
+def test_the_word_check_catches_what_it_is_for():
+    bad = "In this session's runs, today's code (issue 12) was lent a GPU, so far."
+    assert len([p for p in DEVELOPMENT if re.search(p, bad, re.I)]) >= 5
+
+
+def test_docs_tables_are_generated_from_the_committed_results():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import docs_tables
+
+    for f in sorted((ROOT / "docs").glob("*.md")):
+        text = f.read_text()
+        assert docs_tables.render(text) == text, f"{f.name} is stale: run python benchmarks/docs_tables.py"
+    assert all(f"<!-- table: {name} -->" in "".join(p.read_text() for p in (ROOT / "docs").glob("*.md"))
+               for name in docs_tables.TABLES)
+
+
+def test_readme_links_every_doc_and_stays_a_front_page():
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"docs/{f.name}" in readme for f in (ROOT / "docs").glob("*.md"))
+    assert len(readme.splitlines()) <= 260

@@ -39,7 +39,7 @@ def peak_memory_mib():
 
 @dataclass
 class RunConfig:
-    preset: str = "best"  # a key of models.PRESETS: "best" or "reference"
+    preset: str = "best"  # a key of models.PRESETS: "best", "reference" or "tokens"
     model: dict = field(default_factory=dict)  # overrides of the preset's ModelConfig, e.g. {"residual": False}
     epochs: int = 24
     batch_size: int = 128  # twice the steps of 256: reference 54.82 -> 57.78%, best 76.10 -> 76.96% (accuracy.json)
@@ -208,6 +208,19 @@ def plot_training(run, history, lr_result, image_dir, show=False):
     plots.plot_schedule(history["step_lrs"], len(run.train_loader), d / "lr_schedule.png", show)
 
 
+def plot_attention_maps(run, image_dir, show=False, titles=None):
+    """The attention matrices of the first 4 test images: attention.png (8x8 maps of the blocks over the pooled
+    vector) and attention_positions.png (where two positions attend, for the blocks over positions)."""
+    images = run.test_images[:4]  # the test loader keeps the order
+    maps = run.net.attention_maps(next(iter(run.test_loader))[0][:4])
+    titles = titles or [CLASSES[int(y)] for y in run.test_loader.labels[:4]]
+    n, d = run.net.config.token_blocks, Path(image_dir)  # the first n blocks attend over positions
+    if n:
+        plots.plot_position_attention(images, maps[:n], titles, [(4, 4), (1, 1)], d / "attention_positions.png", show)
+    if n < 4:
+        plots.plot_attention(images, maps[n:], titles, d / "attention.png", show)
+
+
 def report(run, image_dir, show=False):
     """Per-class accuracy, confusion matrix, misclassified images, attention maps.
 
@@ -223,15 +236,7 @@ def report(run, image_dir, show=False):
     wrong = (preds != labels).nonzero().flatten()[:20].cpu()
     plots.plot_gallery(run.test_images[wrong], labels[wrong].tolist(), preds[wrong].tolist(), CLASSES,
                        d / "misclassified.png", show)
-    pick = list(range(4))  # the first test images; the test loader keeps the order
-    maps = run.net.attention_maps(next(iter(run.test_loader))[0][pick])
-    titles = [f"{CLASSES[labels[i]]} (pred {CLASSES[preds[i]]})" for i in pick]
-    n = run.net.config.token_blocks  # the first n blocks attend over positions, the rest over the pooled vector
-    if n:
-        plots.plot_position_attention(run.test_images[pick], maps[:n], titles, [(4, 4), (1, 1)],
-                                      d / "attention_positions.png", show)
-    if n < 4:
-        plots.plot_attention(run.test_images[pick], maps[n:], titles, d / "attention.png", show)
+    plot_attention_maps(run, d, show, titles=[f"{CLASSES[labels[i]]} (pred {CLASSES[preds[i]]})" for i in range(4)])
     return {"per_class_acc": dict(zip(CLASSES, (100 * cm.diag().float() / cm.sum(1).clamp(min=1)).tolist())),
             "test_acc_flip_tta": 100 * (tta.argmax(1) == labels).float().mean().item()}
 

@@ -46,13 +46,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--presets", nargs="+", default=["best"])
     p.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 (and the seed %d)" % ISSUE_SEED)
+    p.add_argument("--no-issue-seed", action="store_true", help="leave out the seed %d" % ISSUE_SEED)
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     p.add_argument("--out", default=str(OUT))
     a = p.parse_args(argv)
     out = Path(a.out)
     old = json.loads(out.read_text()) if out.exists() else {}
-    rows, machine, data = [], None, None
-    jobs = [(pr, prec, s) for pr in a.presets for prec in a.precisions for s in [*range(a.seeds), ISSUE_SEED]]
+    rows = []
+    seeds = [*range(a.seeds), *([] if a.no_issue_seed else [ISSUE_SEED])]
+    jobs = [(pr, prec, s) for pr in a.presets for prec in a.precisions for s in seeds]
     for preset, precision, seed in tqdm(jobs, desc="LR range tests"):
         run = setup(RunConfig(preset=preset, seed=seed, precision=precision, download=False), verbose=False)
         r = find_max_lr(run, progress=False)
@@ -63,14 +65,12 @@ def main(argv=None):
                      "diverged_at": lrs[-1] if r["diverged"] else None,
                      "min/2": suggest_lr(lrs, losses, "min/2", r["diverged"]),
                      "safe": suggest_lr(lrs, losses, "safe", r["diverged"])})
-        machine, data = machine_name(run.device), run.data
-    done = {(r["preset"], r["precision"], r["seed"]) for r in rows}
-    kept = [r for r in old.get("rows", []) if (r["preset"], r.get("precision"), r["seed"]) not in done
-            and "min/2" in r]  # rows of the older layout (no precision) are dropped
-    rows = kept + rows
-    out.write_text(json.dumps({"machine": machine, "data": data, "batch_size": run.cfg.batch_size,
-                               "summary": summary(rows), "rows": rows}, indent=1))
-    print(json.dumps(summary(rows), indent=1))
+        done = {(r["preset"], r["precision"], r["seed"]) for r in rows}
+        kept = [r for r in old.get("rows", []) if (r["preset"], r.get("precision"), r["seed"]) not in done
+                and "min/2" in r]  # rows of the older layout (no precision) are dropped
+        out.write_text(json.dumps({"machine": machine_name(run.device), "data": run.data, "batch_size": run.cfg.batch_size,
+                                   "summary": summary(kept + rows), "rows": kept + rows}, indent=1))  # after each run
+    print(json.dumps(summary(kept + rows), indent=1))
     return 0
 
 

@@ -1,15 +1,8 @@
-"""The ULTIMUS network: C>C>C>U>U>U>U>FFC, a tiny self-attention net for 32x32 RGB images.
-
-    image (B, 3, 32, 32) -> 3x3 convs 3->16->32->48 -> global average pool -> X (B, 48)
-    -> 4 x UltimusBlock -> Linear(48, 10) -> logits (B, 10)
-
-An UltimusBlock makes K, Q, V (8 numbers each) from X and attends between those 8 numbers:
-AM = softmax(Q^T K / sqrt 8) is 8x8 per image, Z = AM V, Out(Z) is back to 48 features.
-With token_blocks = n, the first n blocks run before the pool instead, on the A*A positions
-of conv3's map (48 features each), as ViT does: AM = softmax(Q K^T / sqrt 8) is (A*A)x(A*A).
-Both are one function: the 8 numbers are 8 tokens of width 1. ModelConfig() is the default
-network; PRESETS["reference"] is the course write-up's. Why each switch matters, with
-measured numbers: docs/ablation.md.
+"""The ULTIMUS network, C>C>C>U>U>U>U>FFC: 3x3 convs 3->16->32->48, global average pool to
+X (48), four UltimusBlocks, FC 48->10. A block makes K, Q, V (8 numbers each) from X and
+attends between those 8 numbers: AM = softmax(Q^T K / sqrt 8) is 8x8 per image. With
+token_blocks = n the first n blocks run before the pool instead, over the A*A positions of
+conv3's map, as ViT does: AM is (A*A)x(A*A). Why each switch matters: docs/ablation.md.
 """
 import math
 from dataclasses import asdict, dataclass, fields
@@ -18,8 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-_TYPES = {bool: ("true or false", bool), int: ("an integer", int), str: ("a word", str), tuple: ("a list", (tuple, list)),
-          float: ("a number", (int, float)), dict: ("a dict", dict)}
+_TYPES = {bool: ("true or false", bool), int: ("an integer", int), str: ("a word", str),
+          tuple: ("a list", (tuple, list)), float: ("a number", (int, float)), dict: ("a dict", dict)}
 
 
 def check_types(config, what="option"):
@@ -45,7 +38,7 @@ class ModelConfig:
     def __post_init__(self):
         check_types(self, "model option")
         object.__setattr__(self, "strides", tuple(self.strides))
-        if len(self.strides) != 3 or not all(isinstance(s, int) and s >= 1 for s in self.strides) or 32 % math.prod(self.strides):
+        if len(self.strides) != 3 or not all(type(s) is int and s >= 1 for s in self.strides) or 32 % math.prod(self.strides):
             raise ValueError(f"model option 'strides' takes three positive integers that divide 32, got {self.strides}")
         for name, allowed in (("downsample", ("maxpool", "stride")), ("scale", ("inside", "after")),
                               ("attention", ("sample", "batch"))):
@@ -80,8 +73,8 @@ class UltimusBlock(nn.Module):
 
     def __init__(self, dim=48, kqv_dim=8, scale="inside", attention="sample"):
         super().__init__()
-        self.k, self.q, self.v = nn.Linear(dim, kqv_dim), nn.Linear(dim, kqv_dim), nn.Linear(dim, kqv_dim)
-        self.out = nn.Linear(kqv_dim, dim)
+        self.k, self.q, self.v, self.out = (nn.Linear(dim, kqv_dim), nn.Linear(dim, kqv_dim), nn.Linear(dim, kqv_dim),
+                                            nn.Linear(kqv_dim, dim))
         self.scale, self.attention, self.inv_sqrt_d = scale, attention, 1 / math.sqrt(kqv_dim)
 
     def attend(self, x):

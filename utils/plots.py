@@ -45,6 +45,22 @@ def plot_accuracies(history, path=None, show=False):
     return _curve(history, "acc", "accuracy (%)", path, show)
 
 
+def plot_compare(histories, path=None, show=False):
+    """Test accuracy and train loss per epoch of several runs: {name: fit's history}."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, history in histories.items():
+        rows = history["epochs"]
+        epochs = [r["epoch"] for r in rows]
+        axes[0].plot(epochs, [r["test_acc"] for r in rows], "o-", label=f"{name} (final {rows[-1]['test_acc']:.2f}%)")
+        axes[1].plot(epochs, [r["train_loss"] for r in rows], "o-", label=name)
+    axes[0].set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+    axes[1].set(xlabel="epoch", ylabel="train loss", title="train loss")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _finish(fig, path, show)
+
+
 def plot_lr_finder(result, path=None, show=False):
     """Smoothed loss against LR (log scale), the suggested max LR and the steepest point marked."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -156,5 +172,6 @@ def plot_position_attention(images, maps, titles, queries, path=None, show=False
                 ax.set_title(f"({r},{c}), block {b + 1}", fontsize=8)
         for ax in axes[i]:
             ax.axis("off")
-    fig.suptitle(f"where a position (+) attends: its row of AM ({side * side}x{side * side}) over the {side}x{side} map")
+    fig.suptitle(f"where a position (+) attends: its row of AM ({side * side}x{side * side}) over the {side}x{side} map, "
+                 "each panel on its own colour scale")
     return _finish(fig, path, show)

@@ -70,8 +70,6 @@ CONFIGS = {
     # the default: LR rule "safe" (min/2, never above the divergence point / 6) and gradient clipping at norm 1
     "default, fp32": ({"preset": "best", "precision": "fp32"}, "the default recipe (LR rule safe, clipping at norm 1), fp32", 10),
     "tokens, fp32": ({"preset": "tokens", "precision": "fp32"}, "the four blocks over the 64 positions of conv3's map (ViT's way), default recipe, fp32", 3),
-    "tokens, two and two, fp32": ({"preset": "best", "model": {"token_blocks": 2}, "precision": "fp32"}, "blocks 1-2 over the 64 positions, 3-4 over the pooled vector, fp32", 1),
-    "tokens, max LR 1e-2, fp32": ({"preset": "tokens", "max_lr": 0.01, "precision": "fp32"}, "the tokens preset at a fixed max LR of 1e-2 (no range test), fp32", 1),
     "reference, batch 128, safe rule + clipping": ({**REF, "batch_size": 128}, "the write-up's network under the default recipe (safe rule, clipping at norm 1)", 5),
     **{name: ({**KNIFE, **f}, change, seeds) for name, (f, change, seeds) in LEGACY.items()},
 }

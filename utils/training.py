@@ -273,8 +273,8 @@ def fit(model, optimizer, scheduler, train_loader, test_loader, epochs, *, devic
                 best = min(history["epochs"], key=lambda r: r["train_loss"])
                 log(f"warning: training is degrading: train loss {tr['loss']:.4f} (acc {tr['acc']:.1f}%) for "
                     f"{DEGRADE_EPOCHS} epochs, against {best['train_loss']:.4f} ({best['train_acc']:.1f}%) in epoch "
-                    f"{best['epoch']}, at LR {row['lr']:.2e} (peak so far {max(history['step_lrs']):.2e}). The LR is "
-                    f"too high for this network: run again with a lower max LR (e.g. {max(history['step_lrs']) / 2:.1e}) "
+                    f"{best['epoch']}, at LR {row['lr']:.2e} (peak so far {max(history['step_lrs']):.2e}). Most often the "
+                    f"max LR is too high for this network: run again with a lower one (e.g. {max(history['step_lrs']) / 2:.1e}) "
                     "or the 'safe' LR rule")
             if ckpt:
                 save_checkpoint(ckpt, {"model": plain.state_dict(), "optimizer": optimizer.state_dict(),

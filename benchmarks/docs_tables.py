@@ -81,6 +81,16 @@ def seeds():
     return table(["row", "seeds", "test acc (%)", "max LR", "per seed: test acc (max LR)", "machine"], out)
 
 
+def tokens():
+    acc, rows = load("accuracy.json"), []
+    for name in ("default, fp32", "tokens, fp32"):
+        r = acc[name]
+        rows.append([name, len(r["seeds"]), acc_cell(r), ", ".join(f"{a:.2f}" for a in r["test_acc"]),
+                     f"{min(r['max_lr']):.2e}-{max(r['max_lr']):.2e}",
+                     "-".join(f"{f(h[-1]['train_acc'] for h in r['histories']):.1f}" for f in (min, max)), r["machine"]])
+    return table(["row", "seeds", "test acc (%)", "per seed", "max LR", "train acc, last epoch (%)", "machine"], rows)
+
+
 def speed():
     d, job, parts = load("speed.json"), load("job_vs_commit.json"), load("step_parts.json")
     ips = d["images_per_s"]
@@ -96,7 +106,8 @@ def speed():
             f"{job['machine']}, {job['date']}.")
 
 
-TABLES = {"ablation": ablation, "lr_spread": lr_spread, "stability": stability, "seeds": seeds, "speed": speed}
+TABLES = {"ablation": ablation, "lr_spread": lr_spread, "stability": stability, "seeds": seeds, "speed": speed,
+          "tokens": tokens}
 MARK = re.compile(r"<!-- table: (\w+) -->\n(?:(?!<!-- table: ).)*?<!-- /table -->", re.S)  # one table, maybe empty
 
 

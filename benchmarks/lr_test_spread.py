@@ -60,7 +60,8 @@ def main(argv=None):
         r = find_max_lr(run, progress=False)
         lrs, losses = r["lrs"], r["losses"]
         i = min(range(SKIP_START, len(losses)), key=losses.__getitem__)
-        rows.append({"preset": preset, "precision": precision, "seed": seed, "min_lr": lrs[i],
+        rows.append({"preset": preset, "precision": precision, "seed": seed, "model_config": run.net.config.to_dict(),
+                     "min_lr": lrs[i],
                      "dip_pct": 100 * (1 - losses[i] / losses[SKIP_START]),
                      "diverged_at": lrs[-1] if r["diverged"] else None,
                      "min/2": suggest_lr(lrs, losses, "min/2", r["diverged"]),

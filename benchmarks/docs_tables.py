@@ -49,8 +49,8 @@ def lr_spread():
 
 
 def stability():
-    rows = []
-    for r in load("stability.json").values():
+    rows, results = [], list(load("stability.json").values())
+    for r in results:
         if r["stopped"]:
             step = r["diverged_at_step"]
             first, last = [t for t in r["trace"] if t["step"] > step - 10][0], r["trace"][-1]  # the last 10 steps
@@ -60,16 +60,14 @@ def stability():
         else:
             what = f"survived {len(r['epochs'])} epochs: test {r['epochs'][-1]['test_acc']:.2f}%"
         rows.append([r.get("preset", "best"), r["name"], r["seed"], f"{r['max_lr']:.2e}", what])
-    r = next(iter(load("stability.json").values()))
+    r = results[0]
     return (table(["preset", "candidate (one change to min/2, no clipping)", "seed", "max LR", "first epochs of 24"], rows)
             + f"\n\n{r['precision']}, {r['machine']}, {r['data']}.")
 
 
 def seeds():
     acc, out = load("accuracy.json"), []
-    for name in ("default, fp32", "default without the fix, fp32", "tokens, fp32", "reference, batch 128, safe rule + clipping"):
-        if name not in acc:
-            continue
+    for name in ("default, fp32", "tokens, fp32", "reference, batch 128, safe rule + clipping"):
         r = acc[name]
         stopped = {int(s.split(":")[0].split()[1]): s for s in r.get("stopped", [])}
         seeds_all = sorted(set(r["seeds"]) | set(stopped), key=lambda s: (s > 100, s))

@@ -23,8 +23,10 @@ from utils.data import Loader, load_cifar10  # noqa: E402
 
 @torch.no_grad()
 def trace(net, x):
-    """Per block: AM's largest deviation from uniform, Z's spread / V's spread, X's spread across images."""
+    """X's spread across images after the pool; per block: AM's largest deviation from uniform, Z's spread / V's
+    spread, X's spread across images; the logits' spread."""
     rows, h = [], net.gap(net.feature_map(x)).flatten(1)  # X (B, 48)
+    pooled = h.std(0).mean().item()
     for block in net.blocks:
         out, am = block.attend(h)  # (B, 48), (B, 8, 8)
         v = block.v(h)  # (B, 8)
@@ -33,7 +35,7 @@ def trace(net, x):
         rows.append({"am_max_dev_from_uniform": (am - am.mean(-1, keepdim=True)).abs().max().item(),
                      "z_spread_over_v_spread": (z.std(1) / v.std(1)).mean().item(),
                      "x_spread_across_images": h.std(0).mean().item()})
-    return rows, net.fc(h).std(0).mean().item()
+    return pooled, rows, net.fc(h).std(0).mean().item()
 
 
 def main():
@@ -43,9 +45,7 @@ def main():
     for name in ("reference", "best"):
         torch.manual_seed(0)
         net = Net(PRESETS[name]).eval()
-        blocks, logit_spread = trace(net, batch)
-        with torch.no_grad():
-            pooled = net.gap(net.feature_map(batch)).flatten(1).std(0).mean().item()
+        pooled, blocks, logit_spread = trace(net, batch)
         result[name] = {"model_config": net.config.to_dict(), "pooled_x_spread_across_images": pooled, "blocks": blocks, "logit_spread_across_images": logit_spread}
         print(f"{name}: X spread across images after the pool {pooled:.2e}")
         for i, r in enumerate(blocks, 1):

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from train import RunConfig, find_max_lr, machine_name, make_optimizer, setup  # noqa: E402
 from utils.schedule import one_cycle_scheduler  # noqa: E402
-from utils.training import DivergenceError, evaluate, train_epoch  # noqa: E402
+from utils.training import BLOWUP, DivergenceError, evaluate, train_epoch  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "stability.json"
 BEFORE = {"lr_rule": "min/2", "grad_clip": 0.0}  # the recipe before the fix; every candidate starts from it
@@ -78,7 +78,7 @@ def run_candidate(name, seed, precision, epochs, stress_lr, preset="best"):
     suggested = find_max_lr(run, progress=False)["suggested"]  # always run, as in the notebook: the same RNG state after it
     max_lr = suggested if "lr_rule" in overrides else stress_lr
     rec, grads = trace(run)
-    losses, lrs = [], []
+    losses = []
     criterion = run.criterion
 
     def logged(out, y):
@@ -100,12 +100,11 @@ def run_candidate(name, seed, precision, epochs, stress_lr, preset="best"):
         except DivergenceError as e:
             stopped = str(e)
             break
-        lrs.extend(tr["lrs"])
         te = evaluate(run.model, run.test_loader, device=run.device, precision=run.precision)
         epochs_rows.append({"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "test_acc": te["acc"]})
         print(f"{name}: epoch {epoch} train loss {tr['loss']:.4f} test acc {te['acc']:.2f}%", flush=True)
     values = torch.stack(losses).tolist()
-    limit = 10 * math.log(10)
+    limit = BLOWUP * math.log(10)  # train_epoch's own divergence limit
     bad = next((i for i, v in enumerate(values) if not math.isfinite(v) or v > limit), None)
     n = len(values) if bad is None else bad + 1
     keep = sorted({*range(24, n, 25), *range(max(0, n - 10), n)})

@@ -57,12 +57,6 @@ def _autocast(device, precision):
     return torch.autocast(torch.device(device).type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
-def _clip(optimizer, max_norm):
-    """clip_grad_norm_ over the optimizer's parameters; a non-finite norm is left to the scaler or the loss check."""
-    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-    torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
-
-
 def current_lr(optimizer):
     return optimizer.param_groups[0]["lr"]
 
@@ -78,6 +72,7 @@ def train_epoch(model, loader, optimizer, scheduler=None, *, device, precision="
     losses, sizes, lrs = [], [], []  # losses: per-step device scalars not yet read
     correct = torch.zeros((), device=device, dtype=torch.long)
     total_loss, checked, classes = 0.0, 0, None
+    params = [p for g in optimizer.param_groups for p in g["params"]]  # what clipping scales (grads of None are skipped)
     bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, disable=not progress)
 
     def check():  # the one host sync: every loss since the last check, and the correct count
@@ -107,13 +102,13 @@ def train_epoch(model, loader, optimizer, scheduler=None, *, device, precision="
             scaler.scale(loss).backward()
             if grad_clip:
                 scaler.unscale_(optimizer)
-                _clip(optimizer, grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
-            if grad_clip:
-                _clip(optimizer, grad_clip)
+            if grad_clip:  # a non-finite norm is left to the scaler or the loss check
+                torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
             optimizer.step()
         if scheduler is not None:
             scheduler.step()

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from models import PRESETS, Net, count_parameters
-from models.model_9 import ModelConfig, check_types
+from models.checks import check_types, from_dict
+from models.model_9 import ModelConfig
 from utils import plots
 from utils.data import AUGMENTATIONS, CLASSES, DataError, Loader, data_label, load_cifar10
 from utils.device import compile_mode, grad_scaler, optimizer_kwargs, pick_device, precision_for, set_seed
@@ -89,11 +90,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d):
         """A RunConfig from a dict; unknown keys are an error that names the valid ones."""
-        valid = [f.name for f in fields(cls)]
-        unknown = [k for k in d if k not in valid]
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown}; valid options: {valid}")
-        return cls(**d)
+        return from_dict(cls, d)
 
     def model_config(self):
         return ModelConfig.from_dict({**PRESETS[self.preset].to_dict(), **self.model})

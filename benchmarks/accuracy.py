@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from train import RunConfig, count_parameters, find_max_lr, machine_name, setup, train_model  # noqa: E402
 from utils.training import DivergenceError  # noqa: E402
+from variants import apply as apply_variant  # noqa: E402
 
 OLD = {"pool_first": False}  # rows measured before the pooling moved ahead of batch norm keep that network
 STRIDED = {"downsample": "stride"}
@@ -70,14 +71,21 @@ CONFIGS = {
     # the default: LR rule "safe" (min/2, never above the divergence point / 6) and gradient clipping at norm 1
     "default, fp32": ({"preset": "best", "precision": "fp32"}, "the default recipe (LR rule safe, clipping at norm 1), fp32", 10),
     "tokens, fp32": ({"preset": "tokens", "precision": "fp32"}, "the four blocks over the 64 positions of conv3's map (ViT's way), default recipe, fp32", 3),
+    # attention over positions: the rows tried for 80% (docs/attention_over_positions.md)
+    "tokens, LR rule min/5": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5"}, "tokens at a lower max LR: loss minimum / 5 (about 1e-2)", 1),
+    "tokens, two and two": ({"preset": "tokens", "precision": "fp32", "model": {"token_blocks": 2}}, "two blocks over the 64 positions, then the pool and two over the pooled vector", 1),
+    "tokens, min/5 + pre-norm": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5", "variant": "prenorm"}, "LR rule min/5 and a LayerNorm without parameters before each block (benchmarks/variants.py)", 1),
+    "tokens, min/5 + positions": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5", "variant": "positions"}, "LR rule min/5 and ViT's fixed sine-cosine position code added to the tokens (benchmarks/variants.py)", 1),
     "reference, batch 128, safe rule + clipping": ({**REF, "batch_size": 128}, "the write-up's network under the default recipe (safe rule, clipping at norm 1)", 5),
     **{name: ({**KNIFE, **f}, change, seeds) for name, (f, change, seeds) in LEGACY.items()},
 }
 
 
-def train_once(cfg, name, seed):
+def train_once(cfg, name, seed, variant=None):
     """One 24-epoch run with a progress bar; returns (test accuracy, params, seconds per epoch, run, max_lr, history)."""
     run = setup(cfg, verbose=False)
+    if variant:  # a benchmark-local wrapper of the blocks (variants.py), applied before the range test
+        apply_variant(run.net, variant)
     max_lr = cfg.max_lr or find_max_lr(run)["suggested"]
     bar = tqdm(total=cfg.epochs, desc=f"{name} (seed {seed})", unit="epoch")
 
@@ -162,10 +170,12 @@ def main(argv=None):
     results = json.loads(out.read_text()) if out.exists() else {}
     for name in a.configs:
         fields, change, default_seeds = CONFIGS[name]
+        fields = dict(fields)
+        variant = fields.pop("variant", None)
         seeds, accs, secs, lrs, histories, stopped, lr_by_seed = [], [], [], [], [], [], {}
         for seed in a.seed_list or range(a.first_seed, a.first_seed + (a.seeds or default_seeds)):
             cfg = RunConfig.from_dict({**fields, "epochs": a.epochs, "seed": seed, "device": a.device})
-            acc, params, sec, run, max_lr, history = train_once(cfg, name, seed)
+            acc, params, sec, run, max_lr, history = train_once(cfg, name, seed, variant)
             lrs.append(max_lr)
             lr_by_seed[str(seed)] = max_lr
             if acc is None:
@@ -173,7 +183,8 @@ def main(argv=None):
             else:
                 seeds.append(seed), accs.append(acc), secs.append(sec), histories.append(history["epochs"])
         results[name] = {"name": name, "change": change, "config": run.resume_settings(),
-                         "model_config": run.net.config.to_dict(), "params": params,
+                         "model_config": run.net.config.to_dict(), **({"variant": variant} if variant else {}),
+                         "params": params,
                          "epochs": a.epochs, "seeds": seeds, "test_acc": accs,
                          "mean": statistics.mean(accs) if accs else None,
                          "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,

@@ -5,22 +5,15 @@ token_blocks = n the first n blocks run before the pool instead, over the A*A po
 conv3's map, as ViT does: AM is (A*A)x(A*A). Why each switch matters: docs/ablation.md.
 """
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-_TYPES = {bool: ("true or false", bool), int: ("an integer", int), str: ("a word", str),
-          tuple: ("a list", (tuple, list)), float: ("a number", (int, float)), dict: ("a dict", dict)}
+from .checks import check_types, from_dict
 
-
-def check_types(config, what="option"):
-    """Refuse a field whose value has the wrong type, naming the key and the type it takes."""
-    for f in fields(config):
-        v, (name, accepts) = getattr(config, f.name), _TYPES[f.type]
-        if not isinstance(v, accepts) or (f.type is not bool and isinstance(v, bool)):  # True is an int in Python
-            raise ValueError(f"{what} {f.name!r} takes {name}, got {v!r}")
+CHOICES = {"downsample": ("maxpool", "stride"), "scale": ("inside", "after"), "attention": ("sample", "batch")}
 
 
 @dataclass(frozen=True)
@@ -36,24 +29,16 @@ class ModelConfig:
     token_blocks: int = 0  # how many of the 4 blocks attend over the A*A positions, before the pool
 
     def __post_init__(self):
-        check_types(self, "model option")
+        check_types(self, "model option", CHOICES)
         object.__setattr__(self, "strides", tuple(self.strides))
         if len(self.strides) != 3 or not all(type(s) is int and s >= 1 for s in self.strides) or 32 % math.prod(self.strides):
             raise ValueError(f"model option 'strides' takes three positive integers that divide 32, got {self.strides}")
-        for name, allowed in (("downsample", ("maxpool", "stride")), ("scale", ("inside", "after")),
-                              ("attention", ("sample", "batch"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0 <= self.token_blocks <= 4 or (self.token_blocks and self.attention == "batch"):
             raise ValueError(f"token_blocks must be 0-4 (and 0 with attention 'batch'), got {self.token_blocks}")
 
     @classmethod
     def from_dict(cls, d):
-        """A config from a dict; unknown keys are an error that names the valid ones."""
-        unknown = [k for k in d if k not in (valid := [f.name for f in fields(cls)])]
-        if unknown:
-            raise ValueError(f"unknown model option(s) {unknown}; valid options: {valid}")
-        return cls(**d)
+        return from_dict(cls, d, "model option")
 
     def to_dict(self):
         return {**asdict(self), "strides": list(self.strides)}
@@ -128,8 +113,8 @@ class Net(nn.Module):
 
     def pool(self, tokens):
         """Global average pool: tokens (B, A*A, 48) -> X (B, 48)."""
-        b, t, d = tokens.shape
-        return self.gap(tokens.transpose(1, 2).reshape(b, d, math.isqrt(t), math.isqrt(t))).flatten(1)
+        side = math.isqrt(tokens.shape[1])
+        return self.gap(tokens.transpose(1, 2).unflatten(2, (side, side))).flatten(1)
 
     def head(self, m, maps=None):
         """conv3's map (B, 48, A, A) -> blocks, pool -> logits (B, 10), in float32 under autocast too; maps gets each AM."""
@@ -153,7 +138,3 @@ class Net(nn.Module):
         self.head(self.feature_map(x), maps)
         return maps
 
-
-def count_parameters(model):
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,5 +1,7 @@
+import copy
 import io
 import math
+import sys
 from contextlib import redirect_stdout
 
 import pytest
@@ -103,6 +105,34 @@ def test_attention_over_positions_is_one_matmul_per_product_not_a_loop_over_toke
     assert calls == [(2, 64, 8), (2, 64, 64)]  # Q K^T and AM V, each over every token at once
 
 
+def _variants():
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import variants
+    return variants
+
+
+@pytest.mark.parametrize("variant", ["prenorm", "positions", "prenorm+positions"])
+def test_benchmark_variants_add_no_parameter_and_change_the_output(variant):
+    torch.manual_seed(0)
+    plain = Net(PRESETS["tokens"]).eval()
+    wrapped = _variants().apply(copy.deepcopy(plain), variant)
+    x = torch.randn(2, 3, 32, 32)
+    assert count_parameters(wrapped) == count_parameters(plain) == 26_074
+    assert not torch.allclose(wrapped(x), plain(x))
+
+
+def test_position_code_makes_the_blocks_see_where_a_token_is():
+    """Without it, attention over positions then the pool ignore the tokens' order; with it they do not."""
+    torch.manual_seed(0)
+    plain = Net(PRESETS["tokens"]).eval()
+    with_positions = _variants().apply(copy.deepcopy(plain), "positions")
+    m = torch.randn(2, 48, 8, 8)
+    shuffled = m.flatten(2)[:, :, torch.randperm(64)].reshape(2, 48, 8, 8)
+    assert torch.allclose(plain.head(m), plain.head(shuffled), atol=1e-5)
+    assert not torch.allclose(with_positions.head(m), with_positions.head(shuffled), atol=1e-3)
+
+
 @pytest.mark.parametrize("scale,row_sum", [("inside", 1.0), ("after", 1 / math.sqrt(8))])
 def test_attention_is_8x8_per_sample_with_softmax_rows(scale, row_sum):
     torch.manual_seed(0)
@@ -156,6 +186,7 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
 
     from conftest import ROOT
     from train import RunConfig
+    variants = _variants()
     results = ROOT / "benchmarks" / "results"
     rows = list(json.loads((results / "accuracy.json").read_text()).values())
     rows += [json.loads((results / f).read_text())
@@ -166,7 +197,8 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
             continue
         net_config = ModelConfig.from_dict(row["model_config"])
         assert RunConfig.from_dict(row["config"]).model_config() == net_config, row.get("name")
-        assert count_parameters(Net(net_config)) == row["params"], row.get("name")
+        net = variants.apply(Net(net_config), row["variant"]) if "variant" in row else Net(net_config)
+        assert count_parameters(net) == row["params"], row.get("name")
     others = [*json.loads((results / "signal_flow.json").read_text()).values(),
               *json.loads((results / "lr_test_spread.json").read_text())["rows"]]
     jobs = json.loads((results / "job_vs_commit.json").read_text())["runs"]

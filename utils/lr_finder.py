@@ -7,9 +7,9 @@ find_lr raises the LR exponentially from start_lr to end_lr, one batch a step, r
 the smoothed loss, stops early when the loss diverges (5x its best, or NaN), then
 restores the model and optimizer as they were.
 
-The rules: "min/10" (fastai's habit) and "min/2" take the LR at which the smoothed loss
-is lowest (the first 10 points skipped, as torch-lr-finder's plot does) and divide it by
-10 or 2. "safe" (the default) reads both ends of the curve: min/2, but never above the LR
+The rules "min/N" (N = 10, fastai's habit, 5, 3, 2, 1.5, 1) take the LR at which the
+smoothed loss is lowest (the first 10 points skipped, as torch-lr-finder's plot does) and
+divide it by N. "safe" (the default) reads both ends of the curve: min/2, but never above the LR
 at which the test diverged divided by SAFE_DIV. A flat curve moves its minimum a lot from
 seed to seed, the divergence point barely (docs/stability.md), so the cap keeps an unlucky
 minimum from choosing an LR the network cannot train at. "div/40" reads the divergence
@@ -30,7 +30,7 @@ with warnings.catch_warnings():  # it imports tqdm.autonotebook, which warns in 
     import torch_lr_finder.lr_finder as _tlf
     from torch_lr_finder import LRFinder, TrainDataLoaderIter
 
-RULES = ("safe", "min/10", "min/3", "min/2", "min/1.5", "min/1", "div/40", "steepest")
+RULES = ("safe", "min/10", "min/5", "min/3", "min/2", "min/1.5", "min/1", "div/40", "steepest")
 SAFE_DIV = 6  # "safe": never above the divergence point / SAFE_DIV (docs/stability.md says why 6)
 SKIP_START = 10  # like torch-lr-finder's plot: the first points of the smoothed curve are mostly noise
 

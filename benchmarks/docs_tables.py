@@ -81,7 +81,7 @@ def seeds():
 
 def tokens():
     acc, rows = load("accuracy.json"), []
-    for name in ("default, fp32", "tokens, fp32"):
+    for name in ["default, fp32", *(n for n in acc if n.startswith("tokens"))]:  # every row tried over positions
         r = acc[name]
         rows.append([name, len(r["seeds"]), acc_cell(r), ", ".join(f"{a:.2f}" for a in r["test_acc"]),
                      f"{min(r['max_lr']):.2e}-{max(r['max_lr']):.2e}",

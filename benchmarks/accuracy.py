@@ -72,10 +72,10 @@ CONFIGS = {
     "default, fp32": ({"preset": "best", "precision": "fp32"}, "the default recipe (LR rule safe, clipping at norm 1), fp32", 10),
     "tokens, fp32": ({"preset": "tokens", "precision": "fp32"}, "the four blocks over the 64 positions of conv3's map (ViT's way), default recipe, fp32", 3),
     # attention over positions: the rows tried for 80% (docs/attention_over_positions.md)
-    "tokens, LR rule min/5": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5"}, "tokens at a lower max LR: loss minimum / 5 (about 1e-2)", 1),
+    "tokens, LR rule min/5": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5"}, "tokens at a lower max LR: loss minimum / 5 (about 1e-2)", 3),
     "tokens, two and two": ({"preset": "tokens", "precision": "fp32", "model": {"token_blocks": 2}}, "two blocks over the 64 positions, then the pool and two over the pooled vector", 1),
     "tokens, min/5 + pre-norm": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5", "variant": "prenorm"}, "LR rule min/5 and a LayerNorm without parameters before each block (benchmarks/variants.py)", 1),
-    "tokens, min/5 + positions": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5", "variant": "positions"}, "LR rule min/5 and ViT's fixed sine-cosine position code added to the tokens (benchmarks/variants.py)", 1),
+    "tokens, min/5 + positions": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5", "variant": "positions"}, "LR rule min/5 and ViT's fixed sine-cosine position code added to the tokens (benchmarks/variants.py)", 3),
     "tokens, min/5 + pre-norm + positions": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5", "variant": "prenorm+positions"}, "LR rule min/5, the position code and a LayerNorm before each block: ViT's block order", 1),
     "tokens, two and two, min/5 + positions": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5", "model": {"token_blocks": 2}, "variant": "positions"}, "two blocks over positions with the position code, then two over the pooled vector; LR rule min/5", 1),
     "reference, batch 128, safe rule + clipping": ({**REF, "batch_size": 128}, "the write-up's network under the default recipe (safe rule, clipping at norm 1)", 5),

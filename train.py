@@ -93,7 +93,7 @@ class RunConfig:
         return from_dict(cls, d)
 
     def model_config(self):
-        return ModelConfig.from_dict({**PRESETS[self.preset].to_dict(), **self.model})
+        return ModelConfig.from_dict({**asdict(PRESETS[self.preset]), **self.model})
 
     def resume_settings(self, precision=None):
         """What must match for a checkpoint to be resumed: everything that changes the result.
@@ -254,7 +254,7 @@ def metrics_of(run, history, max_lr, lr_result, wall_s, analysis=None):
     """The summary of a finished run, as written to metrics.json (analysis: report's result)."""
     last = history["epochs"][-1]
     return {
-        "config": asdict(run.cfg) | {"augment": list(run.cfg.augment)}, "model_config": run.net.config.to_dict(),
+        "config": asdict(run.cfg) | {"augment": list(run.cfg.augment)}, "model_config": asdict(run.net.config),
         "params": count_parameters(run.net), "device": str(run.device), "machine": machine_name(run.device),
         "precision": run.precision, "torch": torch.__version__, "data": run.data, "max_lr": max_lr,
         "lr_finder": {k: lr_result[k] for k in ("suggested", "steepest", "diverged")} if lr_result else None,

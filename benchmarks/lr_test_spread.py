@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -60,7 +61,7 @@ def main(argv=None):
         r = find_max_lr(run, progress=False)
         lrs, losses = r["lrs"], r["losses"]
         i = min(range(SKIP_START, len(losses)), key=losses.__getitem__)
-        rows.append({"preset": preset, "precision": precision, "seed": seed, "model_config": run.net.config.to_dict(),
+        rows.append({"preset": preset, "precision": precision, "seed": seed, "model_config": asdict(run.net.config),
                      "min_lr": lrs[i],
                      "dip_pct": 100 * (1 - losses[i] / losses[SKIP_START]),
                      "diverged_at": lrs[-1] if r["diverged"] else None,

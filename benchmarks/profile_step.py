@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -100,7 +101,7 @@ def parts(run, opt, batches, step, preset):
           "optimizer step": ms_per_call(opt.step), "whole step": ms_per_call(step, steps=200),
           "head and loss compiled, forward+backward": ms_per_call(lambda: compiled_head(feats).backward())}
     result = {"preset": preset, "batch_size": run.cfg.batch_size, "precision": run.precision,
-              "machine": machine_name(run.device), "data": run.data, "model_config": run.net.config.to_dict(),
+              "machine": machine_name(run.device), "data": run.data, "model_config": asdict(run.net.config),
               "torch": torch.__version__, "ms": ms, "head_compile_s": compile_s, "steps_per_epoch": batches_per_epoch,
               "date": time.strftime("%Y-%m-%d")}
     out = ROOT / "benchmarks" / "results" / "step_parts.json"

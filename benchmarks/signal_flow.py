@@ -11,6 +11,7 @@ image, so the loss sits at ln 10 = 2.3026 whatever the LR.
 """
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -46,7 +47,7 @@ def main():
         torch.manual_seed(0)
         net = Net(PRESETS[name]).eval()
         pooled, blocks, logit_spread = trace(net, batch)
-        result[name] = {"model_config": net.config.to_dict(), "pooled_x_spread_across_images": pooled, "blocks": blocks, "logit_spread_across_images": logit_spread}
+        result[name] = {"model_config": asdict(net.config), "pooled_x_spread_across_images": pooled, "blocks": blocks, "logit_spread_across_images": logit_spread}
         print(f"{name}: X spread across images after the pool {pooled:.2e}")
         for i, r in enumerate(blocks, 1):
             print(f"  block {i}: AM off uniform by <= {r['am_max_dev_from_uniform']:.4f}; Z spread / V spread "

@@ -17,6 +17,7 @@ import json
 import platform
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -160,14 +161,14 @@ def main(argv=None):
     result = {
         "machine": machine_name(device), "device": str(device), "platform": platform.platform(),
         "torch": torch.__version__, "data": data_label(), "batch_size": 256, "model": "reference preset",
-        "model_config": PRESETS["reference"].to_dict(),
+        "model_config": asdict(PRESETS["reference"]),
         "precision_ours": precision, "precision_reference": "fp32",
         "images_per_s": {k: speed[k] for k in ("reference", "ours", "ours_compiled")},
         "ratio": speed["ours"] / speed["reference"], "ratio_compiled": speed["ours_compiled"] / speed["reference"],
         "compile_s": speed["compile_s"], f"matmul_{precision}_gflops": peak,
         "model_mflop_forward": fwd / 1e6, "model_mflop_train_step_per_image": train_flops / 1e6,
         "model_gflops": model_gflops, "utilisation": model_gflops / peak,
-        "default_network": {"preset": "best", "model_config": PRESETS["best"].to_dict(), "batch_size": 128,
+        "default_network": {"preset": "best", "model_config": asdict(PRESETS["best"]), "batch_size": 128,
                             "precision": precision,
                             "ms_per_step": {k: 1000 * 128 / v for k, v in default.items() if k != "compile_s"},
                             "compile_s": default["compile_s"], "model_mflop_train_step_per_image": best_train / 1e6,

@@ -1,11 +1,10 @@
-"""The ULTIMUS network, C>C>C>U>U>U>U>FFC: 3x3 convs 3->16->32->48, global average pool to
-X (48), four UltimusBlocks, FC 48->10. A block makes K, Q, V (8 numbers each) from X and
-attends between those 8 numbers: AM = softmax(Q^T K / sqrt 8) is 8x8 per image. With
-token_blocks = n the first n blocks run before the pool instead, over the A*A positions of
-conv3's map, as ViT does: AM is (A*A)x(A*A). Why each switch matters: docs/ablation.md.
+"""The ULTIMUS network, C>C>C>U>U>U>U>FFC: 3x3 convs 3->16->32->48, global average pool to X (48), four
+UltimusBlocks, FC 48->10. A block makes K, Q, V (8 numbers each) from X and attends between those 8 numbers:
+AM = softmax(Q^T K / sqrt 8) is 8x8 per image. With token_blocks = n the first n blocks attend over the A*A
+positions of conv3's map before the pool, as ViT does. Why each switch matters: docs/ablation.md.
 """
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -22,8 +21,7 @@ class ModelConfig:
     relu: bool = True  # ReLU after each conv (and its batch norm)
     residual: bool = True  # X = X + UltimusBlock(X) instead of X = UltimusBlock(X)
     strides: tuple = (2, 2, 1)  # downsampling after each conv: A = 32 / product; changes no parameter
-    downsample: str = "maxpool"  # "maxpool": stride-1 convs, then max pooling; "stride": strided convs
-    pool_first: bool = True  # max pooling before batch norm and ReLU (they then see 4x fewer values)
+    downsample: str = "maxpool"  # "maxpool": stride-1 convs, pooled before BN and ReLU; "stride": strided convs
     scale: str = "inside"  # "inside": softmax(QK / sqrt 8); "after": softmax(QK) / sqrt 8, as the write-up has it
     attention: str = "sample"  # "sample": one AM per image; "batch": the published Q.T @ K bug, one AM per batch
     token_blocks: int = 0  # how many of the 4 blocks attend over the A*A positions, before the pool
@@ -40,14 +38,10 @@ class ModelConfig:
     def from_dict(cls, d):
         return from_dict(cls, d, "model option")
 
-    def to_dict(self):
-        return {**asdict(self), "strides": list(self.strides)}
-
 
 PRESETS = {
     # the course write-up's network: 25,882 parameters, no BN, no residual, A = 32
-    "reference": ModelConfig(batch_norm=False, residual=False, strides=(1, 1, 1), downsample="stride",
-                             pool_first=False, scale="after"),
+    "reference": ModelConfig(batch_norm=False, residual=False, strides=(1, 1, 1), downsample="stride", scale="after"),
     "best": ModelConfig(),  # the default (docs/ablation.md)
     "tokens": ModelConfig(token_blocks=4),  # the same weights, attending over the 64 positions of the 8x8 map
 }
@@ -58,8 +52,8 @@ class UltimusBlock(nn.Module):
 
     def __init__(self, dim=48, kqv_dim=8, scale="inside", attention="sample"):
         super().__init__()
-        self.k, self.q, self.v, self.out = (nn.Linear(dim, kqv_dim), nn.Linear(dim, kqv_dim), nn.Linear(dim, kqv_dim),
-                                            nn.Linear(kqv_dim, dim))
+        self.k, self.q, self.v = (nn.Linear(dim, kqv_dim) for _ in range(3))  # 48 -> 8 each, made in this order
+        self.out = nn.Linear(kqv_dim, dim)  # 8 -> 48
         self.scale, self.attention, self.inv_sqrt_d = scale, attention, 1 / math.sqrt(kqv_dim)
 
     def attend(self, x):
@@ -89,8 +83,8 @@ class Net(nn.Module):
         super().__init__()
         self.config = c = config
         chans = (3, 16, 32, 48)
-        self.convs = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 3, stride=c.strides[i] if c.downsample == "stride" else 1,
-                                             padding=1) for i in range(3))
+        conv_strides = c.strides if c.downsample == "stride" else (1, 1, 1)
+        self.convs = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 3, conv_strides[i], padding=1) for i in range(3))
         self.bns = nn.ModuleList(nn.BatchNorm2d(n) for n in chans[1:]) if c.batch_norm else None
         self.pools = nn.ModuleList(nn.MaxPool2d(s) for s in c.strides) if c.downsample == "maxpool" else None
         self.gap = nn.AvgPool2d(32 // math.prod(c.strides))  # (B, 48, A, A) -> (B, 48, 1, 1)
@@ -101,14 +95,11 @@ class Net(nn.Module):
         """Images (B, 3, 32, 32) -> conv3's map (B, 48, A, A)."""
         if x.dim() != 4 or tuple(x.shape[1:]) != (3, 32, 32):
             raise ValueError(f"Net expects images of shape (B, 3, 32, 32), got {tuple(x.shape)}")
-        c = self.config
         for i, conv in enumerate(self.convs):
             x = conv(x)
-            pool = self.pools is not None and c.strides[i] > 1
-            x = self.pools[i](x) if pool and c.pool_first else x  # BN and ReLU then see 4x fewer values
+            x = self.pools[i](x) if self.pools and self.config.strides[i] > 1 else x  # BN, ReLU then see 4x fewer values
             x = self.bns[i](x) if self.bns is not None else x
-            x = self.pools[i](x) if pool and not c.pool_first else x
-            x = F.relu(x) if c.relu else x
+            x = F.relu(x) if self.config.relu else x
         return x
 
     def pool(self, tokens):
@@ -117,7 +108,7 @@ class Net(nn.Module):
         return self.gap(tokens.transpose(1, 2).unflatten(2, (side, side))).flatten(1)
 
     def head(self, m, maps=None):
-        """conv3's map (B, 48, A, A) -> blocks, pool -> logits (B, 10), in float32 under autocast too; maps gets each AM."""
+        """conv3's map (B, 48, A, A) -> logits (B, 10), in float32 under autocast too; maps, a list, gets each AM."""
         with torch.autocast(m.device.type, enabled=False):  # tiny matmuls: casts would cost more than they save
             x = m.float().flatten(2).transpose(1, 2)  # (B, A*A, 48): one token per position
             for i, block in enumerate(self.blocks):
@@ -125,7 +116,7 @@ class Net(nn.Module):
                 out, am = block.attend(x) if maps is not None else (block(x), None)
                 x = x + out if self.config.residual else out
                 if maps is not None:
-                    maps.append(am.float())
+                    maps.append(am)  # float32: the head runs outside autocast
             return self.fc(self.pool(x) if x.dim() == 3 else x)  # (B, 10)
 
     def forward(self, x):

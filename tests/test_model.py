@@ -181,7 +181,7 @@ def test_logits_shape():
 
 
 def test_every_result_file_records_a_config_that_rebuilds_its_network():
-    """A committed figure must say which network made it, in a form today's code still builds."""
+    """A committed figure must say which network made it, in a form the model file still builds (or be marked history)."""
     import json
 
     from conftest import ROOT
@@ -207,4 +207,5 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
     others += [speed, speed["default_network"]] if "default_network" in speed else [speed]
     others.append(json.loads((results / "step_parts.json").read_text()))
     for r in others:
-        ModelConfig.from_dict(r["model_config"])
+        if r.get("rebuildable") is not False:
+            ModelConfig.from_dict(r["model_config"])

@@ -74,7 +74,7 @@ CONFIGS = {
     "tokens, min/5 + pre-norm": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5", "variant": "prenorm"}, "LR rule min/5 and a LayerNorm without parameters before each block (benchmarks/variants.py)", 1),
     "tokens, min/5 + positions": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5", "variant": "positions"}, "LR rule min/5 and ViT's fixed sine-cosine position code added to the tokens (benchmarks/variants.py)", 3),
     "tokens, min/5 + pre-norm + positions": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5", "variant": "prenorm+positions"}, "LR rule min/5, the position code and a LayerNorm before each block: ViT's block order", 1),
-    "tokens, two and two, min/5 + positions": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5", "model": {"token_blocks": 2}, "variant": "positions"}, "two blocks over positions with the position code, then two over the pooled vector; LR rule min/5", 1),
+    "tokens, two and two, min/5 + positions": ({"preset": "tokens", "precision": "fp32", "lr_rule": "min/5", "model": {"token_blocks": 2}, "variant": "positions"}, "two blocks over positions with the position code, then two over the pooled vector; LR rule min/5", 3),
     "tokens, max LR 8.66e-3": ({"preset": "tokens", "precision": "fp32", "max_lr": 0.008657522562166118}, "tokens at a fixed max LR: what the range test gave the positions row on seeds 0 and 1", 2),
     "reference, batch 128, safe rule + clipping": ({**REF, "batch_size": 128}, "the write-up's network under the default recipe (safe rule, clipping at norm 1)", 5),
     **{name: ({**KNIFE, **f}, change, seeds) for name, (f, change, seeds) in LEGACY.items()},

@@ -98,7 +98,7 @@ class Net(nn.Module):
         for i, conv in enumerate(self.convs):
             x = conv(x)
             x = self.pools[i](x) if self.pools and self.config.strides[i] > 1 else x  # BN, ReLU then see 4x fewer values
-            x = self.bns[i](x) if self.bns is not None else x
+            x = self.bns[i](x) if self.bns else x
             x = F.relu(x) if self.config.relu else x
         return x
 

@@ -66,7 +66,7 @@ class RunConfig:
     download: bool = True  # download with torchvision when the folder has no CIFAR-10
 
     def __post_init__(self):
-        check_types(self, "option")
+        check_types(self, "option", {"precision": ("auto", "bf16", "fp16", "fp32")})
         self.augment = tuple(self.augment)
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose from {list(PRESETS)}")
@@ -82,8 +82,6 @@ class RunConfig:
         bad = [a for a in self.augment if a not in AUGMENTATIONS]
         if bad:
             raise ValueError(f"unknown augmentation(s) {bad}; choose from {list(AUGMENTATIONS)}")
-        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
-            raise ValueError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
         if min(self.train_subset, self.test_subset, self.weight_decay, self.grad_clip) < 0 or not 0 <= self.label_smoothing < 1:
             raise ValueError("train_subset, test_subset, weight_decay and grad_clip must be >= 0, label_smoothing in [0, 1)")
 

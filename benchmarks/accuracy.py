@@ -86,7 +86,7 @@ def train_once(cfg, name, seed, variant=None):
     run = setup(cfg, verbose=False)
     if variant:  # a benchmark-local wrapper of the blocks (variants.py), applied before the range test
         apply_variant(run.net, variant)
-    suggested = find_max_lr(run, progress=False)["suggested"]  # run even at a fixed max_lr: the same random stream after it
+    suggested = find_max_lr(run)["suggested"]  # run even at a fixed max_lr: the same random stream after it
     max_lr = cfg.max_lr or suggested
     bar = tqdm(total=cfg.epochs, desc=f"{name} (seed {seed})", unit="epoch")
 

@@ -180,6 +180,14 @@ def test_logits_shape():
     assert Net()(torch.zeros(3, 3, 32, 32)).shape == (3, 10)
 
 
+def _is_history(row):
+    """A row marked not rebuildable must name the switches that have left the model."""
+    if row.get("rebuildable") is not False:
+        return False
+    assert row["removed_switches"] and not set(row["removed_switches"]) & set(ModelConfig.__dataclass_fields__)
+    return True
+
+
 def test_every_result_file_records_a_config_that_rebuilds_its_network():
     """A committed figure must say which network made it, in a form the model file still builds (or be marked history)."""
     import json
@@ -192,8 +200,7 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
     rows += [json.loads((results / f).read_text())
              for f in ("notebook_run.json", "failure_lr_at_loss_minimum.json", "reference_old_code_seed0.json")]
     for row in rows:
-        if row.get("rebuildable") is False:  # history: a switch it used has left the model
-            assert row["removed_switches"] and not set(row["removed_switches"]) & set(ModelConfig.__dataclass_fields__)
+        if _is_history(row):
             continue
         net_config = ModelConfig.from_dict(row["model_config"])
         assert RunConfig.from_dict(row["config"]).model_config() == net_config, row.get("name")
@@ -207,5 +214,5 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
     others += [speed, speed["default_network"]] if "default_network" in speed else [speed]
     others.append(json.loads((results / "step_parts.json").read_text()))
     for r in others:
-        if r.get("rebuildable") is not False:
+        if not _is_history(r):
             ModelConfig.from_dict(r["model_config"])

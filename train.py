@@ -7,12 +7,14 @@
 Writes into --out: metrics.json, checkpoint.pt, lr_finder.json and the plots.
 """
 import argparse
+import inspect
 import json
 import platform
+import re
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -21,11 +23,11 @@ from models import PRESETS, Net, count_parameters
 from models.checks import check_types, from_dict
 from models.model_9 import ModelConfig
 from utils import plots
-from utils.data import AUGMENTATIONS, CLASSES, DataError, Loader, data_label, load_cifar10
+from utils.data import CLASSES, DataError, Loader, check_augment, data_label, load_cifar10
 from utils.device import compile_mode, grad_scaler, optimizer_kwargs, pick_device, precision_for, set_seed
-from utils.lr_finder import RULES, find_lr
+from utils.lr_finder import check_rule, find_lr
 from utils.schedule import one_cycle_scheduler
-from utils.training import DivergenceError, Interrupted, confusion_matrix, fit, predict
+from utils.training import Checkpoint, DivergenceError, confusion_matrix, evaluate, health, predict, train_epoch
 
 
 def peak_memory_mib():
@@ -38,52 +40,51 @@ def peak_memory_mib():
     return kib / 1024 / (1024 if sys.platform == "darwin" else 1)  # macOS reports bytes
 
 
+# What each preset trains with besides its network (models.PRESETS): one visible place, applied by recipe().
+RECIPES = {
+    "best": {},  # RunConfig's defaults
+    "reference": {},
+    "tokens": {"lr_rule": "min/5"},  # attention over positions trains best at a lower max LR (docs/attention_over_positions.md)
+}
+
+
 @dataclass
 class RunConfig:
-    preset: str = "best"  # a key of models.PRESETS: "best", "reference" or "tokens"
-    model: dict = field(default_factory=dict)  # overrides of the preset's ModelConfig, e.g. {"residual": False}
-    epochs: int = 24
-    batch_size: int = 128  # twice the steps of 256: reference 54.82 -> 57.78%, best 76.10 -> 76.96% (accuracy.json)
-    max_lr: float = 0.0  # 0: take it from the LR range test
-    lr_rule: str = "safe"  # how the LR range test turns its curve into max_lr (utils/lr_finder.py)
-    lr_finder_iters: int = 100
+    """Every setting of a run, with its default; recipe(preset, ...) adds the preset's own settings."""
+    preset: str = "best"  # the network, "best", "tokens" or "reference" (models.PRESETS), and its RECIPES entry
+    model: dict = field(default_factory=dict)  # changes to the preset's ModelConfig, e.g. residual=false
+    epochs: int = 24  # epochs of the one-cycle schedule
+    batch_size: int = 128  # images per training step
+    max_lr: float = 0.0  # the one-cycle peak LR; 0: take it from the LR range test
+    lr_rule: str = "safe"  # how the range test's curve gives max_lr: "safe", "min/N" or "steepest" (utils/lr_finder.py)
+    lr_finder_iters: int = 100  # steps of the LR range test
     warmup_frac: float = 5 / 24  # the share of the steps that warm the LR up to its peak (5 of 24 epochs)
-    final_div: float = 1000.0  # the LR falls to max_lr / final_div at the last step
-    betas: tuple = (0.9, 0.999)  # Adam's betas
-    bn_bias_lr_mult: float = 1.0  # the batch norms' biases train at this many times the LR
-    grad_clip: float = 1.0  # > 0: gradients scaled down to at most this total norm before each step (0: off)
-    weight_decay: float = 0.0  # > 0 switches Adam to AdamW
-    label_smoothing: float = 0.0  # 0.1 gained on one thread and lost on two (docs/ablation.md): noise
-    augment: tuple = ("flip",)  # "crop" or "crop2" (+-4 or +-2 pixels), "flip" or "altflip", "cutout" (utils/data.py)
-    train_subset: int = 0  # 0: all 50,000 training images; N: the first N
-    test_subset: int = 0  # 0: all 10,000 test images
-    seed: int = 0
-    device: str = "auto"  # "auto", "cpu", "cuda", "mps"
-    precision: str = "auto"  # "auto" (by device), "bf16", "fp16", "fp32"
+    grad_clip: float = 1.0  # gradients scaled down to at most this total norm before each step (0: off)
+    augment: tuple = ("flip",)  # any of "crop" or "crop2" (+-4 or +-2 pixels), "flip", "cutout" (utils/data.py)
+    train_subset: int = 0  # 0: all 50,000 training images; N: the first N (quick runs)
+    test_subset: int = 0  # 0: all 10,000 test images; N: the first N
+    seed: int = 0  # seeds the model's initialisation and the data order
+    device: str = "auto"  # "auto" (cuda > mps > cpu), "cpu", "cuda", "mps"
+    precision: str = "auto"  # "auto" (what the hardware runs natively), "bf16", "fp16", "fp32"
     channels_last: bool = True  # NHWC activations for the convolutions (docs/speed.md)
     compile: bool = False  # torch.compile the model (CUDA graphs on CUDA); on the CPU it is slower for A = 8
-    data_dir: str = ""  # "": $CIFAR10_DIR, else ./data
+    data_dir: str = ""  # folder with cifar-10-batches-bin/ or -py/; "": $CIFAR10_DIR, else ./data
     download: bool = True  # download with torchvision when the folder has no CIFAR-10
 
     def __post_init__(self):
-        check_types(self, "option", {"precision": ("auto", "bf16", "fp16", "fp32")})
+        check_types(self, "option", {"preset": tuple(PRESETS), "precision": ("auto", "bf16", "fp16", "fp32")})
         self.augment = tuple(self.augment)
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose from {list(PRESETS)}")
-        self.model_config()  # rejects unknown model keys
+        self.model_config()  # rejects unknown model keys and bad values
+        check_rule(self.lr_rule)
+        check_augment(self.augment)
         for name in ("epochs", "batch_size", "lr_finder_iters"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not self.max_lr >= 0:
-            raise ValueError(f"max_lr must be positive (or 0 for the LR range test), got {self.max_lr}")
-        if self.lr_rule not in RULES:
-            raise ValueError(f"unknown lr_rule {self.lr_rule!r}; choose from {list(RULES)}")
-        bad = [a for a in self.augment if a not in AUGMENTATIONS]
-        if bad:
-            raise ValueError(f"unknown augmentation(s) {bad}; choose from {list(AUGMENTATIONS)}")
-        if min(self.train_subset, self.test_subset, self.weight_decay, self.grad_clip) < 0 or not 0 <= self.label_smoothing < 1:
-            raise ValueError("train_subset, test_subset, weight_decay and grad_clip must be >= 0, label_smoothing in [0, 1)")
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("max_lr", "grad_clip", "train_subset", "test_subset"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 <= self.warmup_frac < 1:
+            raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac!r}")
 
     @classmethod
     def from_dict(cls, d):
@@ -101,9 +102,16 @@ class RunConfig:
         d = asdict(self)
         for k in ("device", "data_dir", "download"):
             d.pop(k)
-        d["augment"], d["betas"] = list(self.augment), list(self.betas)  # as JSON gives them back
+        d["augment"] = list(self.augment)  # as JSON gives it back
         d["precision"] = precision or self.precision
         return d
+
+
+def recipe(preset="best", **changes):
+    """The RunConfig of a preset: RunConfig's defaults, then RECIPES[preset], then your changes."""
+    if preset not in RECIPES:
+        raise ValueError(f"unknown preset {preset!r}; choose from {list(RECIPES)}")
+    return RunConfig.from_dict({**RECIPES[preset], "preset": preset, **changes})
 
 
 @dataclass
@@ -117,7 +125,6 @@ class Run:
     train_loader: Loader
     test_loader: Loader
     test_images: torch.Tensor  # uint8, for galleries
-    criterion: object
     data: str  # what the data are: "CIFAR-10 (official files)" or an unverified copy
 
     def resume_settings(self):
@@ -146,24 +153,16 @@ def setup(cfg, verbose=True):
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     model = torch.compile(net, mode=compile_mode(device)) if cfg.compile else net
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     data = data_label(cfg.data_dir or None)
     if verbose:
         print(f"data: {data}, {len(y_train):,} training and {len(y_test):,} test images; "
               f"model: {count_parameters(net):,} parameters")
-    return Run(cfg, device, precision, model, net, train_loader, test_loader, x_test, criterion, data)
+    return Run(cfg, device, precision, model, net, train_loader, test_loader, x_test, data)
 
 
 def make_optimizer(run, lr):
-    """Adam (AdamW with weight decay), fused where torch has it; BN biases in a group of their own if asked."""
-    opt = torch.optim.AdamW if run.cfg.weight_decay else torch.optim.Adam
-    params = list(run.net.parameters())
-    if run.cfg.bn_bias_lr_mult != 1 and run.net.bns is not None:
-        bn_biases = [bn.bias for bn in run.net.bns]
-        rest = [p for p in params if all(p is not b for b in bn_biases)]
-        params = [{"params": rest}, {"params": bn_biases, "lr_mult": run.cfg.bn_bias_lr_mult}]
-    return opt(params, lr=lr, betas=tuple(run.cfg.betas), weight_decay=run.cfg.weight_decay,
-               **optimizer_kwargs(run.device))
+    """Adam over the network's parameters, fused where torch has it."""
+    return torch.optim.Adam(run.net.parameters(), lr=lr, **optimizer_kwargs(run.device))
 
 
 def find_max_lr(run, out_dir=None, resume=False, progress=True):
@@ -173,8 +172,9 @@ def find_max_lr(run, out_dir=None, resume=False, progress=True):
         result = json.loads(saved.read_text())
         if result.get("settings") == run.resume_settings():
             return result
-    result = find_lr(run.model, make_optimizer(run, 1e-5), run.criterion, run.train_loader, device=run.device,
-                     precision=run.precision, num_iter=run.cfg.lr_finder_iters, rule=run.cfg.lr_rule, progress=progress)
+    result = find_lr(run.model, make_optimizer(run, 1e-5), torch.nn.functional.cross_entropy, run.train_loader,
+                     device=run.device, precision=run.precision, num_iter=run.cfg.lr_finder_iters,
+                     rule=run.cfg.lr_rule, progress=progress)
     result["settings"] = run.resume_settings()
     if saved:
         saved.parent.mkdir(parents=True, exist_ok=True)
@@ -182,15 +182,58 @@ def find_max_lr(run, out_dir=None, resume=False, progress=True):
     return result
 
 
-def train_model(run, max_lr, out_dir=None, resume=False, progress=True, log=print):
-    """The one-cycle training of cfg.epochs epochs; returns fit's history."""
+ADVICE = {  # what to do about each problem utils.training.health() names
+    "chance": "try a lower max LR or the 'min/10' LR rule; README.md, 'Why the reference stayed at 10%', explains it",
+    "degrading": "the max LR is most often too high for this network: run again with a lower one or the 'safe' LR rule",
+}
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or the notebook's stop button) during train(); says what this run's checkpoint holds."""
+
+
+def train(run, max_lr, out_dir=None, resume=False, progress=True, log=print):
+    """cfg.epochs epochs of one-cycle training, evaluated after each; returns the history.
+
+    With out_dir, a checkpoint is saved there after each epoch and resume=True continues from it
+    (without resume, one left there by another run is removed first).
+    """
     optimizer = make_optimizer(run, max_lr)
-    scheduler = one_cycle_scheduler(optimizer, max_lr, run.cfg.epochs, len(run.train_loader),
-                                    warmup_frac=run.cfg.warmup_frac, final_div=run.cfg.final_div)
-    return fit(run.model, optimizer, scheduler, run.train_loader, run.test_loader, run.cfg.epochs,
-               device=run.device, precision=run.precision, scaler=grad_scaler(run.device, run.precision),
-               criterion=run.criterion, run_dir=out_dir, config=run.resume_settings(), resume=resume, progress=progress, log=log,
-               grad_clip=run.cfg.grad_clip)
+    scheduler = one_cycle_scheduler(optimizer, max_lr, run.cfg.epochs, len(run.train_loader), run.cfg.warmup_frac)
+    scaler = grad_scaler(run.device, run.precision)
+    ckpt = Checkpoint(Path(out_dir) / "checkpoint.pt", run.resume_settings(), resume) if out_dir else None
+    history = {"epochs": [], "step_lrs": [], "epoch_seconds": []}
+    if ckpt and ckpt.exists():
+        history = ckpt.load(run.net, optimizer, scheduler, scaler)
+        log(f"resumed from {ckpt.path} after epoch {len(history['epochs'])}")
+    warned = set()
+    for epoch in range(len(history["epochs"]) + 1, run.cfg.epochs + 1):
+        t0 = time.perf_counter()
+        run.train_loader.set_epoch(epoch)
+        try:
+            tr = train_epoch(run.model, run.train_loader, optimizer, scheduler, precision=run.precision, scaler=scaler,
+                             grad_clip=run.cfg.grad_clip, progress=progress)
+        except KeyboardInterrupt:
+            kept = f"; the checkpoint after epoch {epoch - 1} is {ckpt.path}" if ckpt and ckpt.exists() else ""
+            raise Interrupted(f"interrupted in epoch {epoch}{kept}") from None
+        except DivergenceError as e:
+            kept = f"; the checkpoint after epoch {epoch - 1} is {ckpt.path}" if ckpt and ckpt.exists() else ""
+            raise DivergenceError(f"epoch {epoch}: {e}{kept}") from None
+        te = evaluate(run.model, run.test_loader, precision=run.precision)
+        row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "test_loss": te["loss"],
+               "test_acc": te["acc"], "lr": tr["lrs"][-1]}
+        history["epochs"].append(row)
+        history["step_lrs"] += tr["lrs"]
+        history["epoch_seconds"].append(time.perf_counter() - t0)
+        log(f"Epoch {epoch:2d}/{run.cfg.epochs}  LR {row['lr']:.3e}  train loss {tr['loss']:.4f} acc {tr['acc']:5.2f}%  "
+            f"test loss {te['loss']:.4f} acc {te['acc']:5.2f}%  ({history['epoch_seconds'][-1]:.1f}s)")
+        for name, message in health(history["epochs"], len(CLASSES)).items():
+            if name not in warned:
+                warned.add(name)
+                log(f"warning: {message}, at LR {row['lr']:.2e} (peak LR {max(history['step_lrs']):.2e}); {ADVICE[name]}")
+        if ckpt:
+            ckpt.save(run.net, optimizer, scheduler, scaler, history)
+    return history
 
 
 def plot_training(run, history, lr_result, image_dir, show=False):
@@ -222,9 +265,9 @@ def report(run, image_dir, show=False):
     Returns {"per_class_acc": {class: %}, "test_acc_flip_tta": % with test-time flip averaging}.
     """
     d = Path(image_dir)
-    logits, labels = predict(run.model, run.test_loader, device=run.device, precision=run.precision)
+    logits, labels = predict(run.model, run.test_loader, precision=run.precision)
     preds = logits.argmax(1)
-    tta = predict(run.model, run.test_loader, device=run.device, precision=run.precision, flip=True)[0]
+    tta = predict(run.model, run.test_loader, precision=run.precision, flip=True)[0]
     cm = confusion_matrix(preds, labels, len(CLASSES))
     plots.plot_per_class(cm, CLASSES, d / "per_class.png", show)
     plots.plot_confusion(cm, CLASSES, d / "confusion.png", show)
@@ -240,11 +283,12 @@ def machine_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {torch.get_num_threads()} threads"
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
     except OSError:
-        pass
+        name = None
+    if name:
+        return f"{name}, {torch.get_num_threads()} threads"
     return platform.processor() or platform.machine()
 
 
@@ -289,7 +333,7 @@ def train_and_report(cfg, out_dir="runs/latest", resume=False, progress=True, im
         lr_result = find_max_lr(r, out, resume, progress)
         max_lr = lr_result["suggested"]
         print(f"LR range test: suggested max LR {max_lr:.3e} (rule {cfg.lr_rule}); steepest slope at {lr_result['steepest'] or 0:.3e}")
-    history = train_model(r, max_lr, out, resume=resume, progress=progress)
+    history = train(r, max_lr, out, resume=resume, progress=progress)
     analysis = None
     if images:
         plot_training(r, history, lr_result, out)
@@ -302,64 +346,80 @@ def train_and_report(cfg, out_dir="runs/latest", resume=False, progress=True, im
 
 
 def _parse_value(text):
+    """'true' -> True, '3' -> 3, '0.5' -> 0.5, 'a,b' -> ['a', 'b'], anything else stays text."""
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
     if "," in text:
         return [_parse_value(t) for t in text.split(",")]
-    try:
-        return int(text)
-    except ValueError:
-        return text
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _field_comments():
+    """{field: its comment} from RunConfig's source: the command line's help is the dataclass's own text."""
+    lines = inspect.getsource(RunConfig).splitlines()
+    return {m[1]: m[2] for m in (re.match(r"\s+(\w+): \w+ = .*?  # (.*)$", line) for line in lines) if m}
+
+
+def parser():
+    """The command line: one option per RunConfig field (its type, default and comment), then the run's own."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    comments = _field_comments()
+    for f in fields(RunConfig):
+        default = f.default if f.default_factory is MISSING else f.default_factory()
+        flag = "--" + f.name.replace("_", "-")
+        shown = ",".join(default) if f.type is tuple else f"{default:.4g}" if f.type is float else default or repr(default)
+        text = f"{comments.get(f.name, '')} (default: {shown})".replace("%", "%%")
+        if f.type is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
+        elif f.type is dict:
+            p.add_argument(flag, nargs="*", metavar="KEY=VALUE", default=argparse.SUPPRESS, help=text)
+        elif f.type is tuple:
+            p.add_argument(flag, metavar="A,B", default=argparse.SUPPRESS, help=text + "; 'none' for none")
+        else:  # the value's type is checked by RunConfig, in one line
+            p.add_argument(flag, type=str if f.type is str else _parse_value, default=argparse.SUPPRESS, help=text)
+    p.add_argument("--out", default="runs/latest", help="run folder for metrics.json, checkpoint and plots (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def config_from_args(a):
+    """The RunConfig of parsed arguments: the preset's recipe, then only the options given."""
+    given = {k: v for k, v in vars(a).items() if k not in ("out", "resume", "no_progress")}
+    if "model" in given:
+        pairs = [kv.split("=", 1) for kv in given["model"]]
+        bad = [kv for kv, pair in zip(given["model"], pairs) if len(pair) != 2]
+        if bad:
+            raise ValueError(f"--model takes KEY=VALUE, got {bad[0]!r}")
+        given["model"] = {k: _parse_value(v) for k, v in pairs}
+    if "augment" in given:
+        text = given["augment"]
+        given["augment"] = () if text in ("", "none") else tuple(t.strip() for t in text.split(","))
+    return recipe(**given)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--epochs", type=int, default=24, help="epochs of the one-cycle schedule")
-    p.add_argument("--data-dir", default="", help="folder with cifar-10-batches-bin/ or -py/ (default: $CIFAR10_DIR, else ./data)")
-    p.add_argument("--out", default="runs/latest", help="run folder for metrics.json, checkpoint and plots")
-    p.add_argument("--seed", type=int, default=0, help="seeds the model's initialisation and the data order")
-    p.add_argument("--train-subset", type=int, default=0, help="train on the first N images only (quick runs)")
-    p.add_argument("--test-subset", type=int, default=0, help="test on the first N images only")
-    p.add_argument("--preset", default="best", help=f"one of {list(PRESETS)}")
-    p.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE", help="model overrides, e.g. residual=false strides=1,1,1")
-    p.add_argument("--batch-size", type=int, default=128, help="images per training step")
-    p.add_argument("--max-lr", type=float, default=0.0, help="skip the LR range test and use this max LR")
-    p.add_argument("--lr-rule", default="safe", help=f"LR range test rule, one of {list(RULES)}")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clipping before each step (0: off)")
-    p.add_argument("--augment", default="flip", help="comma-separated: crop or crop2, flip or altflip, cutout; 'none' for none")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="> 0 switches Adam to AdamW")
-    p.add_argument("--label-smoothing", type=float, default=0.0, help="CrossEntropyLoss label smoothing (0: none)")
-    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
-    p.add_argument("--precision", default="auto", help="auto, bf16, fp16, fp32")
-    p.add_argument("--no-channels-last", action="store_true", help="NCHW activations instead of NHWC")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--no-download", action="store_true", help="never download; fail if the data is missing")
-    p.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    a = p.parse_args(argv)
+    a = parser().parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        model = {}
-        for kv in a.model:
-            if "=" not in kv:
-                raise ValueError(f"--model takes KEY=VALUE, got {kv!r}")
-            k, v = kv.split("=", 1)
-            model[k] = _parse_value(v)
-        augment = () if a.augment in ("", "none") else tuple(s.strip() for s in a.augment.split(","))
-        cfg = RunConfig(preset=a.preset, model=model, epochs=a.epochs, batch_size=a.batch_size, max_lr=a.max_lr,
-                        lr_rule=a.lr_rule, grad_clip=a.grad_clip, augment=augment, weight_decay=a.weight_decay,
-                        label_smoothing=a.label_smoothing, train_subset=a.train_subset, test_subset=a.test_subset,
-                        seed=a.seed, device=a.device, precision=a.precision, channels_last=not a.no_channels_last,
-                        compile=a.compile, data_dir=a.data_dir, download=not a.no_download)
-        train_and_report(cfg, a.out, resume=a.resume, progress=not a.no_progress)
+        train_and_report(config_from_args(a), a.out, resume=a.resume, progress=not a.no_progress)
     except DivergenceError as e:
-        print(f"error: {e}. The last good checkpoint is in {a.out}.", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
-        args = list(sys.argv[1:] if argv is None else argv)
-        again = shlex.join(["python", "train.py", *args, *([] if "--resume" in args else ["--resume"])])
-        where = str(e) if isinstance(e, Interrupted) else "interrupted before training started"
-        print(f"{where}; continue with: {again}", file=sys.stderr)
+        if isinstance(e, Interrupted) and "checkpoint" in str(e):
+            again = shlex.join(["python", "train.py", *args, *([] if "--resume" in args else ["--resume"])])
+            print(f"{e}; continue with: {again}", file=sys.stderr)
+        else:  # nothing of this run to continue from
+            again = shlex.join(["python", "train.py", *[x for x in args if x != "--resume"]])
+            where = str(e) if isinstance(e, Interrupted) else "interrupted before training started"
+            print(f"{where}; no epoch finished, start again with: {again}", file=sys.stderr)
         return 130
     except (ValueError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)

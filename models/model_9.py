@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from .checks import check_types, from_dict
 
-CHOICES = {"downsample": ("maxpool", "stride"), "scale": ("inside", "after"), "attention": ("sample", "batch")}
+CHOICES = {"downsample": ("maxpool", "stride"), "scale": ("inside", "after"), "attention": ("sample", "batch"),
+           "pool": ("avg", "seq")}
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class ModelConfig:
     scale: str = "inside"  # "inside": softmax(QK / sqrt 8); "after": softmax(QK) / sqrt 8, as the write-up has it
     attention: str = "sample"  # "sample": one AM per image; "batch": the published Q.T @ K bug, one AM per batch
     token_blocks: int = 0  # how many of the 4 blocks attend over the A*A positions, before the pool
+    positions: bool = False  # add ViT's fixed 2-D sine-cosine position code to the tokens (no parameter)
+    pool: str = "avg"  # how the tokens become X: "avg" (global average) or "seq" (learned weights, 49 parameters)
+    conv_bias: bool = True  # biases in the convs (batch norm cancels them: 96 parameters)
+    locality: bool = False  # over positions, logits - w * distance between the two positions; one learned w a block
 
     def __post_init__(self):
         check_types(self, "model option", CHOICES)
@@ -33,6 +38,8 @@ class ModelConfig:
             raise ValueError(f"model option 'strides' takes three positive integers that divide 32, got {self.strides}")
         if not 0 <= self.token_blocks <= 4 or (self.token_blocks and self.attention == "batch"):
             raise ValueError(f"token_blocks must be 0-4 (and 0 with attention 'batch'), got {self.token_blocks}")
+        if (self.positions or self.pool == "seq" or self.locality) and not self.token_blocks:
+            raise ValueError("positions, locality and pool 'seq' act on the tokens: they need token_blocks > 0")
 
     @classmethod
     def from_dict(cls, d):
@@ -43,8 +50,19 @@ PRESETS = {
     # the course write-up's network: 25,882 parameters, no BN, no residual, A = 32
     "reference": ModelConfig(batch_norm=False, residual=False, strides=(1, 1, 1), downsample="stride", scale="after"),
     "best": ModelConfig(),  # the default (docs/ablation.md)
-    "tokens": ModelConfig(token_blocks=4),  # the same weights, attending over the 64 positions of the 8x8 map
+    # the same weights, attending over the 64 positions of the 8x8 map, each token told where it is
+    "tokens": ModelConfig(token_blocks=4, positions=True),
 }
+
+
+def sincos_positions(side, dim=48):
+    """ViT's fixed 2-D sine-cosine code: (side*side, dim), half the features for the row, half for the column."""
+    quarter = dim // 4
+    freqs = 1 / 10000 ** (torch.arange(quarter) / quarter)  # (12,)
+    pos = torch.arange(side).float()[:, None] * freqs  # (side, 12)
+    code = torch.cat([pos.sin(), pos.cos()], dim=1)  # (side, 24): one position along an axis
+    rows, cols = code[:, None, :].expand(side, side, -1), code[None, :, :].expand(side, side, -1)
+    return torch.cat([rows, cols], dim=-1).reshape(side * side, dim)  # (A*A, 48), token t = row * A + col
 
 
 class UltimusBlock(nn.Module):
@@ -56,24 +74,33 @@ class UltimusBlock(nn.Module):
         self.out = nn.Linear(kqv_dim, dim)  # 8 -> 48
         self.scale, self.attention, self.inv_sqrt_d = scale, attention, 1 / math.sqrt(kqv_dim)
 
-    def attend(self, x):
-        """x (B, 48): the 8 numbers attend to each other; x (B, T, 48): the T positions do. Returns (Out(Z), AM)."""
-        k, q, v = self.k(x), self.q(x), self.v(x)  # (B, 8) or (B, T, 8)
-        if x.dim() == 2:  # the vector's 8 numbers as 8 tokens of width 1
-            k, q, v = k.unsqueeze(-1), q.unsqueeze(-1), v.unsqueeze(-1)  # (B, 8, 1)
+    def qkv(self, x):
+        """x (B, 48): the 8 numbers become 8 tokens of width 1, (B, 8, 1) each; x (B, T, 48): (B, T, 8) each."""
+        q, k, v = self.q(x), self.k(x), self.v(x)
+        return (q.unsqueeze(-1), k.unsqueeze(-1), v.unsqueeze(-1)) if x.dim() == 2 else (q, k, v)
+
+    def attention_matrix(self, x, bias=None):
+        """AM for x, written out: (B, 8, 8) over the vector's numbers, (B, T, T) over positions (bias added to the
+        scaled logits)."""
+        q, k, _ = self.qkv(x)
         if self.attention == "batch":  # the bug: Q.T @ K sums over the batch, one matrix for all samples
             logits = (q.squeeze(-1).t() @ k.squeeze(-1)).expand(x.shape[0], -1, -1)  # (B, 8, 8)
         else:
             logits = q @ k.transpose(-1, -2)  # (B, 8, 8): q_i k_j, or (B, T, T): q_s . k_t
         if self.scale == "inside":
-            am = F.softmax(logits * self.inv_sqrt_d, dim=-1)  # rows sum to 1
-        else:
-            am = F.softmax(logits, dim=-1) * self.inv_sqrt_d  # rows sum to 1/sqrt(8)
-        z = am @ v  # (B, 8, 1) or (B, T, 8)
-        return self.out(z.squeeze(-1) if x.dim() == 2 else z), am  # (B, 48) or (B, T, 48)
+            return F.softmax(logits * self.inv_sqrt_d + (0 if bias is None else bias), dim=-1)  # rows sum to 1
+        return F.softmax(logits, dim=-1) * self.inv_sqrt_d  # rows sum to 1/sqrt(8)
 
-    def forward(self, x):
-        return self.attend(x)[0]
+    def forward(self, x, bias=None):
+        """x (B, 48) -> (B, 48), or x (B, T, 48) -> (B, T, 48): Out(AM V), with torch's fused attention."""
+        q, k, v = self.qkv(x)
+        if self.attention == "batch":
+            z = self.attention_matrix(x) @ v
+        elif self.scale == "inside":  # softmax(QK^T / sqrt 8 + bias) V
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.inv_sqrt_d)
+        else:  # softmax(QK^T) / sqrt 8, then V: the division moves past the (linear) product
+            z = F.scaled_dot_product_attention(q, k, v, scale=1.0) * self.inv_sqrt_d
+        return self.out(z.squeeze(-1) if x.dim() == 2 else z)  # (B, 48) or (B, T, 48)
 
 
 class Net(nn.Module):
@@ -82,14 +109,22 @@ class Net(nn.Module):
     def __init__(self, config=ModelConfig()):
         super().__init__()
         self.config = c = config
-        chans = (3, 16, 32, 48)
+        chans, side = (3, 16, 32, 48), 32 // math.prod(c.strides)
         conv_strides = c.strides if c.downsample == "stride" else (1, 1, 1)
-        self.convs = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 3, conv_strides[i], padding=1) for i in range(3))
+        self.convs = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 3, conv_strides[i], padding=1, bias=c.conv_bias)
+                                   for i in range(3))
         self.bns = nn.ModuleList(nn.BatchNorm2d(n) for n in chans[1:]) if c.batch_norm else None
         self.pools = nn.ModuleList(nn.MaxPool2d(s) for s in c.strides) if c.downsample == "maxpool" else None
-        self.gap = nn.AvgPool2d(32 // math.prod(c.strides))  # (B, 48, A, A) -> (B, 48, 1, 1)
+        self.gap = nn.AvgPool2d(side)  # (B, 48, A, A) -> (B, 48, 1, 1)
         self.blocks = nn.ModuleList(UltimusBlock(48, 8, c.scale, c.attention) for _ in range(4))
+        self.seq_pool = nn.Linear(48, 1) if c.pool == "seq" else None  # one score per token
         self.fc = nn.Linear(48, 10)
+        if c.positions:  # a fixed code, not a parameter, and not saved with the weights
+            self.register_buffer("position_code", sincos_positions(side), persistent=False)
+        if c.locality:  # how strongly each block over positions prefers near positions (0: not at all)
+            self.distance_weight = nn.Parameter(torch.zeros(c.token_blocks))
+            rc = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij"), -1).flatten(0, 1).float()
+            self.register_buffer("distance", torch.cdist(rc, rc), persistent=False)  # (A*A, A*A), in pixels of the map
 
     def feature_map(self, x):
         """Images (B, 3, 32, 32) -> conv3's map (B, 48, A, A)."""
@@ -103,7 +138,10 @@ class Net(nn.Module):
         return x
 
     def pool(self, tokens):
-        """Global average pool: tokens (B, A*A, 48) -> X (B, 48)."""
+        """tokens (B, A*A, 48) -> X (B, 48): their average, or with pool 'seq' a learned weighting of them."""
+        if self.seq_pool is not None:
+            weights = F.softmax(self.seq_pool(tokens), dim=1)  # (B, A*A, 1), summing to 1 over the tokens
+            return (weights * tokens).sum(1)  # (B, 48)
         side = math.isqrt(tokens.shape[1])
         return self.gap(tokens.transpose(1, 2).unflatten(2, (side, side))).flatten(1)
 
@@ -111,12 +149,15 @@ class Net(nn.Module):
         """conv3's map (B, 48, A, A) -> logits (B, 10), in float32 under autocast too; maps, a list, gets each AM."""
         with torch.autocast(m.device.type, enabled=False):  # tiny matmuls: casts would cost more than they save
             x = m.float().flatten(2).transpose(1, 2)  # (B, A*A, 48): one token per position
+            if self.config.positions:
+                x = x + self.position_code  # every token learns where it is
             for i, block in enumerate(self.blocks):
                 x = self.pool(x) if i == self.config.token_blocks else x  # X (B, 48)
-                out, am = block.attend(x) if maps is not None else (block(x), None)
-                x = x + out if self.config.residual else out
+                bias = -self.distance_weight[i] * self.distance if self.config.locality and x.dim() == 3 else None
                 if maps is not None:
-                    maps.append(am)  # float32: the head runs outside autocast
+                    maps.append(block.attention_matrix(x, bias))  # written out only where it is drawn
+                out = block(x, bias)
+                x = x + out if self.config.residual else out
             return self.fc(self.pool(x) if x.dim() == 3 else x)  # (B, 10)
 
     def forward(self, x):
@@ -124,8 +165,14 @@ class Net(nn.Module):
 
     @torch.no_grad()
     def attention_maps(self, x):
-        """The four blocks' attention matrices AM for images x: (B, 8, 8) each, or (B, A*A, A*A) over positions."""
-        maps = []
-        self.head(self.feature_map(x), maps)
-        return maps
+        """The four blocks' attention matrices AM for images x: (B, 8, 8) each, or (B, A*A, A*A) over positions.
 
+        Runs in eval mode (batch norm uses its running statistics, which it leaves unchanged), then restores the mode.
+        """
+        was_training, maps = self.training, []
+        self.eval()
+        try:
+            self.head(self.feature_map(x), maps)
+        finally:
+            self.train(was_training)
+        return maps

@@ -37,14 +37,18 @@ assert len(r["lrs"]) == 30 and r["suggested"] > 0
 """,
     "training.py": """
 import torch
-from training import fit
+from training import Checkpoint, evaluate, train_epoch
 torch.manual_seed(0)
 batches = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(4)]
 model = torch.nn.Linear(4, 3)
 opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-h = fit(model, opt, sched, batches, batches, 2, device="cpu", run_dir="run", progress=False)
-assert [r["epoch"] for r in h["epochs"]] == [1, 2]
+ckpt = Checkpoint("run/checkpoint.pt")
+for epoch in (1, 2):
+    tr = train_epoch(model, batches, opt, progress=False)
+    te = evaluate(model, batches)
+    ckpt.save(model, opt, history={"epochs": epoch})
+assert te["loss"] < 1.2 and len(tr["lrs"]) == 4
+assert Checkpoint("run/checkpoint.pt", resume=True).load(model, opt) == {"epochs": 2}
 """,
     "plots.py": """
 from plots import plot_losses
@@ -71,7 +75,7 @@ def test_a_utils_file_copied_alone_imports_and_runs(name, tmp_path):
 
 
 def test_importing_utils_does_not_import_torch_lr_finder():
-    code = ("import sys, utils\nfrom utils.training import fit\nassert 'torch_lr_finder' not in sys.modules\n"
+    code = ("import sys, utils\nfrom utils.training import train_epoch\nassert 'torch_lr_finder' not in sys.modules\n"
             "utils.find_lr\nassert 'torch_lr_finder' in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -228,3 +228,10 @@ def test_without_data_and_internet_real_data_tests_skip_saying_how_but_ci_fails(
         real_cifar(tmp_path / "none", ci=False)
     with pytest.raises(pytest.fail.Exception, match="no CIFAR-10 for the real-data tests"):
         real_cifar(tmp_path / "none", ci=True)
+
+
+def test_cutout_cuts_an_8x8_hole_clipped_only_at_the_border():
+    x = torch.ones(200, 3, 32, 32)
+    zeros = (cutout(x, torch.Generator().manual_seed(0)) == 0).all(1).flatten(1).sum(1)  # zero pixels per image
+    assert zeros.max() == 64 and (zeros == 64).float().mean() > 0.4  # 8 x 8 wherever the hole fits inside
+    assert zeros.min() >= 16  # a hole centred in a corner keeps its inner 4 x 4 quarter

@@ -3,13 +3,15 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import train as recipe
 from utils.device import grad_scaler
 from utils.lr_finder import find_lr, suggest_lr
 from utils.schedule import one_cycle_scheduler
-from utils.training import (CHECKPOINT, SYNC_EVERY, DivergenceError, Interrupted, degrading, fit, load_checkpoint,
-                            train_epoch)
+from utils.training import SYNC_EVERY, Checkpoint, DivergenceError, degrading, health, train_epoch
+
+CHECKPOINT = "checkpoint.pt"
 
 
 class HostReads(torch.overrides.TorchFunctionMode):
@@ -25,15 +27,18 @@ class HostReads(torch.overrides.TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def failing_at(run, call, make_loss_bad):
-    """The run's criterion, except at its `call`-th use, where make_loss_bad(loss) is returned."""
-    calls, real = {"n": 0}, run.criterion
+class FailingAt(torch.nn.Module):
+    """The run's model, except at its `call`-th forward pass (training and evaluation batches alike), where
+    make_bad(logits) is returned."""
 
-    def criterion(out, y):
-        calls["n"] += 1
-        loss = real(out, y)
-        return make_loss_bad(loss) if calls["n"] == call else loss
-    return criterion
+    def __init__(self, model, call, make_bad):
+        super().__init__()
+        self.model, self.call, self.make_bad, self.calls = model, call, make_bad, 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.model(x)
+        return self.make_bad(out) if self.calls == self.call else out
 
 
 FP16_SMALL = dict(train_subset=512, test_subset=256, batch_size=64)  # fp16 on a CPU is ~12x slower than bf16
@@ -47,14 +52,14 @@ def small_cfg(cifar_dir, **kw):
 
 def test_short_run_on_real_slice_lowers_the_loss(cifar_dir):
     run = recipe.setup(small_cfg(cifar_dir, train_subset=4096, epochs=3), verbose=False)
-    h = recipe.train_model(run, 5e-3, progress=False)["epochs"]
+    h = recipe.train(run, 5e-3, progress=False)["epochs"]
     assert h[-1]["train_loss"] < h[0]["train_loss"] < math.log(10)
     assert h[-1]["test_loss"] < math.log(10) - 0.1
     assert h[-1]["test_acc"] > 20
 
 
 def test_same_seed_gives_identical_metrics(cifar_dir):
-    runs = [recipe.train_model(recipe.setup(small_cfg(cifar_dir), verbose=False), 5e-3, progress=False)
+    runs = [recipe.train(recipe.setup(small_cfg(cifar_dir), verbose=False), 5e-3, progress=False)
             for _ in range(2)]
     assert runs[0]["epochs"] == runs[1]["epochs"] and runs[0]["step_lrs"] == runs[1]["step_lrs"]
 
@@ -63,28 +68,29 @@ def test_same_seed_gives_identical_metrics(cifar_dir):
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(cifar_dir, tmp_path, precision):
     cfg = small_cfg(cifar_dir, epochs=3, precision=precision, **FP16_SMALL if precision == "fp16" else {})
     run = recipe.setup(cfg, verbose=False)
-    steps = len(run.train_loader)
-    run.criterion = failing_at(run, steps + 1 + 3, lambda loss: loss * float("nan"))  # step 3 of epoch 2 (epoch 1: steps + 1 evaluation)
-    with pytest.raises(DivergenceError, match=rf"nan at epoch 2, step 3/{steps}, lr [0-9.e-]+: .*lower max_lr"):
-        recipe.train_model(run, 5e-3, out_dir=tmp_path, progress=False)
-    state = load_checkpoint(tmp_path / CHECKPOINT)
+    calls = len(run.train_loader) + len(run.test_loader)  # epoch 1: its steps and its evaluation's batches
+    run.model = FailingAt(run.model, calls + 3, lambda out: out * float("nan"))  # step 3 of epoch 2
+    with pytest.raises(DivergenceError, match=r"epoch 2: loss became nan at step 3, lr [0-9.e-]+: .*lower max_lr.*"
+                                              r"the checkpoint after epoch 1 is"):
+        recipe.train(run, 5e-3, out_dir=tmp_path, progress=False)
+    state = Checkpoint(tmp_path / CHECKPOINT, resume=True).read()
     assert len(state["history"]["epochs"]) == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
 def test_finite_blow_up_stops_like_nan(cifar_dir, tmp_path):
     run = recipe.setup(small_cfg(cifar_dir, epochs=3), verbose=False)
-    run.criterion = failing_at(run, 5, lambda loss: loss * 3e7)  # the 'LR at the loss minimum' row: 7e7 in epoch 4
-    with pytest.raises(DivergenceError, match=r"loss became [0-9.e+]+ at epoch 1, step 5/8, lr .*above 10 x ln 10 = 23.0.*lower max_lr"):
-        recipe.train_model(run, 5e-3, out_dir=tmp_path, progress=False)
-    assert not (tmp_path / CHECKPOINT).exists()  # no epoch finished: nothing to keep
+    run.model = FailingAt(run.model, 5, lambda out: out * 3e7)  # the 'LR at the loss minimum' row: 7e7 in epoch 4
+    with pytest.raises(DivergenceError, match=r"epoch 1: loss became [0-9.e+]+ at step 5, lr .*above 10 x ln 10 = 23.0.*lower max_lr") as e:
+        recipe.train(run, 5e-3, out_dir=tmp_path, progress=False)
+    assert "checkpoint" not in str(e.value) and not (tmp_path / CHECKPOINT).exists()  # no epoch finished: nothing to keep
 
 
 def test_a_training_epoch_reads_from_the_device_only_every_n_steps(cifar_dir):
     run = recipe.setup(small_cfg(cifar_dir, train_subset=8192, batch_size=64), verbose=False)  # 128 steps
     opt = recipe.make_optimizer(run, 1e-3)
     with HostReads() as reads:
-        train_epoch(run.model, run.train_loader, opt, device=run.device, precision=run.precision, progress=True)
+        train_epoch(run.model, run.train_loader, opt, precision=run.precision, progress=True)
     assert len(run.train_loader) == 128
     assert reads.count <= 128 // SYNC_EVERY + 1  # the old loop read the loss and the accuracy every step: 256
 
@@ -93,12 +99,12 @@ def test_a_run_stuck_at_chance_says_so_and_a_healthy_one_does_not(cifar_dir):
     lines = []
     stuck = recipe.setup(small_cfg(cifar_dir, preset="reference", epochs=4, train_subset=512, test_subset=2000),
                          verbose=False)
-    recipe.train_model(stuck, 1e-7, progress=False, log=lines.append)  # an LR that never moves it off chance
+    recipe.train(stuck, 1e-7, progress=False, log=lines.append)  # an LR that never moves it off chance
     warnings = [line for line in lines if line.startswith("warning:")]
     assert len(warnings) == 1 and lines.index(warnings[0]) == 3  # after epoch 3, once
-    assert "3 epochs at chance" in warnings[0] and "max LR 1.00e-07" in warnings[0] and "min/10" in warnings[0]
+    assert "3 epochs at chance" in warnings[0] and "peak LR 1.00e-07" in warnings[0] and "min/10" in warnings[0]
     healthy = []
-    recipe.train_model(recipe.setup(small_cfg(cifar_dir, train_subset=4096, epochs=4), verbose=False), 5e-3,
+    recipe.train(recipe.setup(small_cfg(cifar_dir, train_subset=4096, epochs=4), verbose=False), 5e-3,
                        progress=False, log=healthy.append)
     assert len(healthy) == 4 and not [line for line in healthy if "warning" in line]
 
@@ -126,14 +132,14 @@ def test_a_degrading_run_is_named_with_its_lr_and_healthy_runs_of_both_presets_a
     run = recipe.setup(small_cfg(cifar_dir, train_subset=4096, epochs=6), verbose=False)
     run.train_loader = LabelsScrambledFrom(run.train_loader, start=4)
     lines = []
-    h = recipe.train_model(run, 5e-3, progress=False, log=lines.append)["epochs"]
+    h = recipe.train(run, 5e-3, progress=False, log=lines.append)["epochs"]
     warnings = [line for line in lines if line.startswith("warning:")]
     assert h[-1]["train_acc"] < max(r["train_acc"] for r in h) - 15  # it did unlearn
     assert len(warnings) == 1 and lines.index(warnings[0]) == 5  # after the second bad epoch (5), once
     assert "degrading" in warnings[0] and f"at LR {h[4]['lr']:.2e}" in warnings[0] and "'safe' LR rule" in warnings[0]
     for preset, n in (("best", 4096), ("reference", 2048)):  # the reference's slow start may see the chance warning
         healthy = []
-        recipe.train_model(recipe.setup(small_cfg(cifar_dir, preset=preset, train_subset=n, epochs=5), verbose=False),
+        recipe.train(recipe.setup(small_cfg(cifar_dir, preset=preset, train_subset=n, epochs=5), verbose=False),
                            5e-3, progress=False, log=healthy.append)
         assert len([line for line in healthy if line.startswith("Epoch")]) == 5, preset
         assert not [line for line in healthy if "degrading" in line], preset
@@ -152,69 +158,68 @@ def test_gradient_clipping_bounds_the_norm_the_optimizer_sees(cifar_dir):
     seen = []
     opt.register_step_pre_hook(lambda o, a, k: seen.append(
         torch.cat([p.grad.flatten() for g in o.param_groups for p in g["params"]]).norm().item()))
-    train_epoch(run.model, run.train_loader, opt, device="cpu", precision=run.precision, progress=False, grad_clip=0.05)
+    train_epoch(run.model, run.train_loader, opt, precision=run.precision, progress=False, grad_clip=0.05)
     assert len(seen) == len(run.train_loader) and max(seen) <= 0.05 * 1.001
 
 
 @pytest.mark.parametrize("precision", ["auto", "fp16"])
-def test_interrupted_fit_resumes_to_the_uninterrupted_result(cifar_dir, tmp_path, precision):
+def test_interrupted_training_resumes_to_the_uninterrupted_result(cifar_dir, tmp_path, precision):
     """What the notebook's stop button does: KeyboardInterrupt mid-epoch, then RESUME = True."""
     cfg = small_cfg(cifar_dir, epochs=3, precision=precision, **FP16_SMALL if precision == "fp16" else {})
-    whole = recipe.train_model(recipe.setup(cfg, verbose=False), 5e-3, progress=False)
+    whole = recipe.train(recipe.setup(cfg, verbose=False), 5e-3, progress=False)
     run = recipe.setup(cfg, verbose=False)
-    steps = len(run.train_loader)
 
-    def stop(loss):
+    def stop(out):
         raise KeyboardInterrupt
-    run.criterion = failing_at(run, steps + 1 + 2, stop)
-    with pytest.raises(Interrupted, match=r"interrupted in epoch 2; the checkpoint after epoch 1 is .*checkpoint.pt"):
-        recipe.train_model(run, 5e-3, out_dir=tmp_path, progress=False)
-    resumed = recipe.train_model(recipe.setup(cfg, verbose=False), 5e-3, out_dir=tmp_path, resume=True, progress=False)
+    run.model = FailingAt(run.model, len(run.train_loader) + len(run.test_loader) + 2, stop)
+    with pytest.raises(recipe.Interrupted, match=r"interrupted in epoch 2; the checkpoint after epoch 1 is .*checkpoint.pt"):
+        recipe.train(run, 5e-3, out_dir=tmp_path, progress=False)
+    resumed = recipe.train(recipe.setup(cfg, verbose=False), 5e-3, out_dir=tmp_path, resume=True, progress=False)
     assert resumed["epochs"] == whole["epochs"] and resumed["step_lrs"] == whole["step_lrs"]
 
 
 def test_resuming_in_another_precision_is_refused_naming_it(cifar_dir, tmp_path):
     first = recipe.setup(small_cfg(cifar_dir, epochs=1, train_subset=256), verbose=False)  # "auto"
-    recipe.train_model(first, 5e-3, out_dir=tmp_path, progress=False)
+    recipe.train(first, 5e-3, out_dir=tmp_path, progress=False)
     other = "fp16" if first.precision != "fp16" else "fp32"
     again = recipe.setup(small_cfg(cifar_dir, epochs=1, train_subset=256, precision=other), verbose=False)
     with pytest.raises(ValueError, match=rf"precision: checkpoint '{first.precision}', now '{other}'"):
-        recipe.train_model(again, 5e-3, out_dir=tmp_path, resume=True, progress=False)
+        recipe.train(again, 5e-3, out_dir=tmp_path, resume=True, progress=False)
 
 
 def test_fp16_with_a_live_scaler_trains_and_finds_an_lr(cifar_dir):
     """The T4's path (fp16 autocast + GradScaler + fused Adam), run on the CPU."""
     run = recipe.setup(small_cfg(cifar_dir, precision="fp16", epochs=2, **FP16_SMALL), verbose=False)
-    res = find_lr(run.model, recipe.make_optimizer(run, 1e-5), run.criterion, run.train_loader, device=run.device,
+    res = find_lr(run.model, recipe.make_optimizer(run, 1e-5), F.cross_entropy, run.train_loader, device=run.device,
                   precision="fp16", end_lr=1e-1, num_iter=12, progress=False)
     assert len(res["lrs"]) == 12 and all(math.isfinite(v) for v in res["losses"]) and res["suggested"] > 0
     optimizer = recipe.make_optimizer(run, 5e-3)
     scheduler = one_cycle_scheduler(optimizer, 5e-3, 2, len(run.train_loader))
     scaler = grad_scaler(run.device, "fp16")
-    history = fit(run.model, optimizer, scheduler, run.train_loader, run.test_loader, 2, device=run.device,
-                         precision="fp16", scaler=scaler, progress=False, log=lambda line: None)["epochs"]
+    losses = [train_epoch(run.model, run.train_loader, optimizer, scheduler, precision="fp16", scaler=scaler,
+                          progress=False)["loss"] for _ in range(2)]
     assert scaler.is_enabled() and scaler.get_scale() > 1  # a live scaler, still scaling
-    assert history[-1]["train_loss"] < history[0]["train_loss"] < math.log(10)
+    assert losses[-1] < losses[0] < math.log(10)
 
 
 def test_checkpoint_of_another_configuration_is_refused(cifar_dir, tmp_path):
-    recipe.train_model(recipe.setup(small_cfg(cifar_dir, epochs=1), verbose=False), 5e-3, out_dir=tmp_path, progress=False)
+    recipe.train(recipe.setup(small_cfg(cifar_dir, epochs=1), verbose=False), 5e-3, out_dir=tmp_path, progress=False)
     other = recipe.setup(small_cfg(cifar_dir, epochs=1, seed=1, model={"residual": False}), verbose=False)
     with pytest.raises(ValueError, match=r"another configuration.*model: checkpoint \{\}, now \{'residual': False\}.*seed: checkpoint 0, now 1"):
-        recipe.train_model(other, 5e-3, out_dir=tmp_path, resume=True, progress=False)
+        recipe.train(other, 5e-3, out_dir=tmp_path, resume=True, progress=False)
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / CHECKPOINT).write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
-        load_checkpoint(tmp_path / CHECKPOINT)
+        Checkpoint(tmp_path / CHECKPOINT, resume=True).read()
 
 
 def test_lr_finder_suggests_and_restores_model_and_optimizer(cifar_dir):
     run = recipe.setup(small_cfg(cifar_dir), verbose=False)
     opt = recipe.make_optimizer(run, 1e-3)
     before = {k: v.clone() for k, v in run.model.state_dict().items()}
-    res = find_lr(run.model, opt, run.criterion, run.train_loader, device=run.device, precision=run.precision,
+    res = find_lr(run.model, opt, F.cross_entropy, run.train_loader, device=run.device, precision=run.precision,
                   end_lr=1e-2, num_iter=30, progress=False)
     assert len(res["lrs"]) == 30 and not res["diverged"]
     assert 1e-5 <= res["suggested"] <= 1 and math.isfinite(res["steepest"])
@@ -224,7 +229,7 @@ def test_lr_finder_suggests_and_restores_model_and_optimizer(cifar_dir):
 
 def test_lr_finder_stops_early_on_divergence(cifar_dir):
     run = recipe.setup(small_cfg(cifar_dir), verbose=False)
-    res = find_lr(run.model, recipe.make_optimizer(run, 1e-3), run.criterion, run.train_loader,
+    res = find_lr(run.model, recipe.make_optimizer(run, 1e-3), F.cross_entropy, run.train_loader,
                   device=run.device, precision=run.precision, start_lr=1e-2, end_lr=1e6, num_iter=100, progress=False)
     assert res["diverged"] and len(res["lrs"]) < 100
     assert res["suggested"] < 1e3
@@ -237,14 +242,6 @@ def test_suggestion_ignores_the_diverged_tail():
     assert suggest_lr(lrs, losses) == pytest.approx(lrs[29] / 2)
     with pytest.raises(ValueError, match="unknown LR rule"):
         suggest_lr(lrs, losses, "median")
-
-
-def test_divergence_rule_reads_where_the_test_blew_up():
-    lrs = [10 ** (-5 + i / 10) for i in range(45)]
-    losses = [2.3 - 0.01 * i for i in range(40)] + [3.0, 5.0, 8.0, 11.0, 20.0]  # the test stopped at lrs[44]
-    assert suggest_lr(lrs, losses, "div/40", diverged=True) == pytest.approx(lrs[44] / 40)
-    with pytest.raises(ValueError, match="needs a range test that diverged"):
-        suggest_lr(lrs, losses, "div/40", diverged=False)
 
 
 def test_safe_rule_caps_the_minimum_by_the_divergence_point():
@@ -274,5 +271,44 @@ def test_predict_keeps_every_batch_when_the_model_reuses_its_output_memory():
 
     batches = [(torch.full((4, 3, 1, 1), float(i)), torch.zeros(4, dtype=torch.long)) for i in range(3)]
     for flip in (False, True):
-        logits, labels = predict(StaticOutput(), batches, device="cpu", flip=flip)
+        logits, labels = predict(StaticOutput(), batches, flip=flip)
         assert logits[:, 0].tolist() == [0.0] * 4 + [1.0] * 4 + [2.0] * 4 and len(labels) == 12
+
+
+def test_a_new_run_into_a_used_folder_never_points_at_the_old_runs_checkpoint(cifar_dir, tmp_path):
+    """Interrupted in its epoch 1, a second run names no checkpoint: the first run's one is gone."""
+    recipe.train(recipe.setup(small_cfg(cifar_dir, epochs=2), verbose=False), 5e-3, out_dir=tmp_path, progress=False)
+    assert (tmp_path / CHECKPOINT).exists()
+    second = recipe.setup(small_cfg(cifar_dir, epochs=2, seed=1), verbose=False)
+
+    def stop(out):
+        raise KeyboardInterrupt
+    second.model = FailingAt(second.model, 2, stop)
+    with pytest.raises(recipe.Interrupted) as e:
+        recipe.train(second, 5e-3, out_dir=tmp_path, progress=False)
+    assert str(e.value) == "interrupted in epoch 1" and not (tmp_path / CHECKPOINT).exists()
+
+
+def test_a_checkpoint_saves_and_restores_without_a_scheduler(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    Checkpoint(tmp_path / CHECKPOINT, config={"a": 1}).save(model, opt, history={"epochs": [1]})
+    expected = torch.rand(3)
+    fresh = torch.nn.Linear(4, 3)
+    fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1e-2)
+    torch.manual_seed(1)
+    assert Checkpoint(tmp_path / CHECKPOINT, config={"a": 1}, resume=True).load(fresh, fresh_opt) == {"epochs": [1]}
+    assert torch.equal(fresh.weight, model.weight) and fresh_opt.state_dict()["state"].keys() == {0, 1}
+    assert torch.equal(torch.rand(3), expected)  # the random state is the one saved, not the one now
+
+
+def test_health_names_a_run_at_chance_and_one_degrading_and_nothing_in_a_healthy_one():
+    chance = [{"epoch": e, "train_loss": math.log(10), "train_acc": 10, "test_acc": 10} for e in (1, 2, 3)]
+    assert list(health(chance, 10)) == ["chance"]
+    good = [{"epoch": e, "train_loss": 2 - e / 10, "train_acc": 20 + 5 * e, "test_acc": 20 + 5 * e} for e in (1, 2, 3, 4)]
+    assert health(good, 10) == {}
+    bad = good + [{"epoch": 5, "train_loss": 2.5, "train_acc": 20, "test_acc": 20}] * 2
+    assert list(health(bad, 10)) == ["degrading"] and "in epoch 4" in health(bad, 10)["degrading"]

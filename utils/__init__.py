@@ -5,11 +5,11 @@ The LR finder (and so torch-lr-finder) is imported only when find_lr or suggest_
 from .data import CLASSES, DataError, Loader, load_cifar10
 from .device import autocast, pick_device, precision_for, set_seed
 from .schedule import one_cycle_lr, one_cycle_scheduler
-from .training import DivergenceError, Interrupted, confusion_matrix, evaluate, fit, predict, train_epoch
+from .training import Checkpoint, DivergenceError, confusion_matrix, evaluate, health, predict, train_epoch
 
 __all__ = ["CLASSES", "DataError", "Loader", "load_cifar10", "autocast", "pick_device", "precision_for",
-           "set_seed", "find_lr", "suggest_lr", "one_cycle_lr", "one_cycle_scheduler", "DivergenceError",
-           "Interrupted", "confusion_matrix", "evaluate", "fit", "predict", "train_epoch"]
+           "set_seed", "find_lr", "suggest_lr", "one_cycle_lr", "one_cycle_scheduler", "Checkpoint", "DivergenceError",
+           "confusion_matrix", "evaluate", "health", "predict", "train_epoch"]
 
 
 def __getattr__(name):  # PEP 562: a lazy attribute of the package

@@ -164,6 +164,15 @@ def _download(root):
                         "or set CIFAR10_DIR") from None
 
 
+def check_augment(augment):
+    """A ValueError naming the valid choices for an unknown augmentation, or two crops or two flips."""
+    unknown = [a for a in augment if a not in AUGMENTATIONS]
+    if unknown:
+        raise ValueError(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
+    if {"crop", "crop2"} <= set(augment) or {"flip", "altflip"} <= set(augment):
+        raise ValueError(f"choose one crop and one flip, got {list(augment)}")
+
+
 def augment_batch(x, augment, generator, flip=None):
     """Random crop after zero padding (4 pixels: "crop", 2: "crop2"), horizontal flip; x (B, C, H, W), any dtype.
 
@@ -191,9 +200,10 @@ def cutout(x, generator, size=8):
     """Zero a random size x size square of each image (clipped at the border); x (B, C, H, W)."""
     b, _, h, w = x.shape
     dev = x.device
-    cy, cx = torch.randint(0, h, (2, b, 1, 1), device=dev, generator=generator)
+    cy, cx = torch.randint(0, h, (2, b, 1, 1), device=dev, generator=generator)  # each hole's centre
+    top, left = cy - size // 2, cx - size // 2
     ys, xs = torch.arange(h, device=dev)[:, None], torch.arange(w, device=dev)[None, :]
-    hole = ((ys - cy).abs() < size // 2) & ((xs - cx).abs() < size // 2)  # (B, H, W)
+    hole = (ys >= top) & (ys < top + size) & (xs >= left) & (xs < left + size)  # (B, H, W)
     return x.masked_fill(hole[:, None], 0)
 
 
@@ -206,11 +216,7 @@ class Loader:
 
     def __init__(self, images, labels, batch_size=512, train=False, augment=("crop", "flip"),
                  device="cpu", seed=0, channels_last=False):
-        unknown = [a for a in augment if a not in AUGMENTATIONS]
-        if unknown:
-            raise ValueError(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
-        if {"crop", "crop2"} <= set(augment) or {"flip", "altflip"} <= set(augment):
-            raise ValueError(f"choose one crop and one flip, got {list(augment)}")
+        check_augment(augment)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.device = torch.device(device)

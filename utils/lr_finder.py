@@ -7,15 +7,15 @@ find_lr raises the LR exponentially from start_lr to end_lr, one batch a step, r
 the smoothed loss, stops early when the loss diverges (5x its best, or NaN), then
 restores the model and optimizer as they were.
 
-The rules "min/N" (N = 10, fastai's habit, 5, 3, 2, 1.5, 1) take the LR at which the
-smoothed loss is lowest (the first 10 points skipped, as torch-lr-finder's plot does) and
-divide it by N. "safe" (the default) reads both ends of the curve: min/2, but never above the LR
-at which the test diverged divided by SAFE_DIV. A flat curve moves its minimum a lot from
-seed to seed, the divergence point barely (docs/stability.md), so the cap keeps an unlucky
-minimum from choosing an LR the network cannot train at. "div/40" reads the divergence
-point alone (divided by 40, a divisor fitted to the reference preset). The steepest-slope
+Rules (check_rule validates one): "min/N", for any number N > 0 (10 is fastai's habit),
+takes the LR at which the smoothed loss is lowest (the first SKIP_START points skipped, as
+torch-lr-finder's plot does) and divides it by N. "safe" (the default) reads both ends of
+the curve: min/2, but never above the LR at which the test diverged divided by SAFE_DIV
+(the highest LR tested / SAFE_DIV when it did not diverge). A flat curve moves its minimum
+a lot from seed to seed, the divergence point barely (docs/stability.md), so the cap keeps
+an unlucky minimum from choosing an LR the network cannot train at. The steepest-slope
 point ("steepest", computed as torch-lr-finder's plot does) is noisy: it is kept for
-comparison.
+comparison. read_curve names the curve's landmarks and which bound chose the LR.
 """
 import contextlib
 import functools
@@ -30,7 +30,7 @@ with warnings.catch_warnings():  # it imports tqdm.autonotebook, which warns in 
     import torch_lr_finder.lr_finder as _tlf
     from torch_lr_finder import LRFinder, TrainDataLoaderIter
 
-RULES = ("safe", "min/10", "min/5", "min/3", "min/2", "min/1.5", "min/1", "div/40", "steepest")
+RULES = ("safe", "min/N", "steepest")  # min/N: any number N > 0, e.g. min/10 (fastai's habit), min/2
 SAFE_DIV = 6  # "safe": never above the divergence point / SAFE_DIV (docs/stability.md says why 6)
 SKIP_START = 10  # like torch-lr-finder's plot: the first points of the smoothed curve are mostly noise
 
@@ -48,26 +48,51 @@ def _finite_loss(criterion):
     return loss_fn
 
 
+def _divisor(rule):
+    try:
+        return float(rule[4:]) if rule.startswith("min/") else math.nan
+    except (AttributeError, TypeError, ValueError):
+        return math.nan
+
+
+def check_rule(rule):
+    """Raise a one-line ValueError unless rule is "safe", "steepest" or "min/N" with a number N > 0."""
+    if rule not in ("safe", "steepest") and not 0 < _divisor(rule) < math.inf:
+        raise ValueError(f"unknown LR rule {rule!r}; choose from {list(RULES)}, N any number > 0 (e.g. min/10)")
+
+
+def _finite(lrs, losses):
+    pts = [(lr, l) for lr, l in zip(lrs, losses) if math.isfinite(l)]
+    if len(pts) < 3:
+        raise ValueError("the LR range test has fewer than 3 finite points; lower start_lr or raise num_iter")
+    return pts
+
+
+def _loss_min_lr(pts):
+    body = pts[SKIP_START:] if len(pts) > SKIP_START + 2 else pts  # the first points are barely smoothed
+    return min(body, key=lambda p: p[1])[0]
+
+
+def _safe(lrs, losses, diverged):
+    """The "safe" LR and which bound chose it: the minimum's half, capped by the divergence point / SAFE_DIV."""
+    half = _loss_min_lr(_finite(lrs, losses)) / 2
+    cap = (lrs[-1] if diverged else max(lrs)) / SAFE_DIV
+    if half <= cap:
+        return half, "minimum / 2"
+    return cap, f"divergence / {SAFE_DIV}" if diverged else f"highest LR tested / {SAFE_DIV}"
+
+
 def suggest_lr(lrs, losses, rule="safe", diverged=False):
     """Suggested max LR from a range test's (lrs, smoothed losses), ignoring the diverged tail.
 
     diverged: whether the test stopped on divergence (its last LR is then where the loss blew up).
     """
-    if rule not in RULES:
-        raise ValueError(f"unknown LR rule {rule!r}; choose from {list(RULES)}")
-    if rule == "safe":  # both ends of the curve: the minimum's half, capped by the divergence point's sixth
-        cap = (lrs[-1] if diverged else max(lrs)) / SAFE_DIV
-        return min(suggest_lr(lrs, losses, "min/2"), cap)
-    if rule.startswith("div/"):
-        if not diverged:
-            raise ValueError(f"rule {rule} needs a range test that diverged; raise end_lr or choose a min/ rule")
-        return lrs[-1] / float(rule[4:])  # torch-lr-finder records the step that crossed its threshold, then stops
-    pts = [(lr, l) for lr, l in zip(lrs, losses) if math.isfinite(l)]
-    if len(pts) < 3:
-        raise ValueError("the LR range test has fewer than 3 finite points; lower start_lr or raise num_iter")
+    check_rule(rule)
+    if rule == "safe":
+        return _safe(lrs, losses, diverged)[0]
+    pts = _finite(lrs, losses)
     if rule.startswith("min/"):
-        body = pts[SKIP_START:] if len(pts) > SKIP_START + 2 else pts  # the first points are barely smoothed
-        return min(body, key=lambda p: p[1])[0] / float(rule[4:])
+        return _loss_min_lr(pts) / _divisor(rule)
     # steepest: torch-lr-finder's own suggestion (LRFinder.plot(suggest_lr=True)): the most negative
     # gradient of the loss over the steps, the first 10 and last 5 points skipped
     lr_s, loss_s = [p[0] for p in pts[SKIP_START:-5]], [p[1] for p in pts[SKIP_START:-5]]
@@ -76,6 +101,13 @@ def suggest_lr(lrs, losses, rule="safe", diverged=False):
     grads = [loss_s[1] - loss_s[0]] + [(loss_s[i + 1] - loss_s[i - 1]) / 2 for i in range(1, len(loss_s) - 1)]
     grads.append(loss_s[-1] - loss_s[-2])
     return lr_s[min(range(len(grads)), key=grads.__getitem__)]
+
+
+def read_curve(lrs, losses, rule="safe", diverged=False):
+    """The curve's landmarks: {"loss_min_lr", "diverged_lr" (None: it did not diverge), "bound" (what chose the LR)}."""
+    check_rule(rule)
+    return {"loss_min_lr": _loss_min_lr(_finite(lrs, losses)), "diverged_lr": lrs[-1] if diverged else None,
+            "bound": _safe(lrs, losses, diverged)[1] if rule == "safe" else rule}
 
 
 @contextlib.contextmanager
@@ -91,11 +123,12 @@ def _bar(progress):
 
 def find_lr(model, optimizer, criterion, loader, *, device, precision="fp32", start_lr=1e-5, end_lr=1.0,
             num_iter=100, rule="safe", progress=True):
-    """Run the range test; return {"lrs", "losses", "suggested", "steepest", "diverged"}.
+    """Run the range test; return {"lrs", "losses", "suggested", "steepest", "diverged"} and read_curve's keys.
 
     model and optimizer are restored afterwards. loader: any iterable of (x, y) batches.
     precision "bf16"/"fp16" runs it under autocast (fp16 with a gradient scaler), as training does.
     """
+    check_rule(rule)  # before the test, not after it
     dev = torch.device(device)
     amp = {} if precision == "fp32" else {
         "amp_backend": "torch", "grad_scaler": torch.amp.GradScaler(dev.type, enabled=precision == "fp16"),
@@ -115,4 +148,4 @@ def find_lr(model, optimizer, criterion, loader, *, device, precision="fp32", st
     except ValueError:  # too few points for that rule
         steepest = None
     return {"lrs": lrs, "losses": losses, "diverged": diverged, "suggested": suggest_lr(lrs, losses, rule, diverged),
-            "steepest": steepest}
+            "steepest": steepest, **read_curve(lrs, losses, rule, diverged)}

@@ -1,34 +1,31 @@
-"""Train and test loops, N-epoch fit with checkpoints, resume, and the checks a student needs.
+"""Train and test loops, a checkpoint that survives interruption, and the checks a student needs.
 
 Needs: torch, tqdm. Nothing here is CIFAR-specific: any classifier, any iterable of
-(inputs, labels) batches; copy it alone into another project.
+(inputs, labels) batches; copy it alone into another project. The epoch loop itself is
+the caller's (train.py shows one):
 
-train_epoch and evaluate each run one pass and return their metrics; fit runs N epochs,
-steps the scheduler per batch, keeps the history, prints one line per epoch and saves a
-checkpoint after each epoch (atomically), from which fit(resume=True) continues.
+    for epoch in range(1, epochs + 1):
+        tr = train_epoch(model, train_loader, optimizer, scheduler)
+        te = evaluate(model, test_loader)
 
 The step never waits for the device: each step's loss and the count of correct
-predictions stay on it, and are read once every `sync_every` steps (when the progress
-bar updates) and at the end of the epoch. That read also checks every loss since the
-last one: a non-finite loss, or one above BLOWUP x ln(classes), stops training and names
-the first bad step, its epoch and its LR; the checkpoint left is the last good epoch's.
-(In full runs every step above that limit was followed by a blow-up or a collapse to
-chance: docs/robustness.md.) fit also names, once each in the epoch log, a run stuck at
-chance and a run that is degrading (its train loss far above its best for two epochs).
-Optional gradient-norm clipping (grad_clip) runs on the device before each step.
+predictions stay on it, and are read once every SYNC_EVERY steps (when the progress bar
+updates) and at the end of the epoch. That read also checks every loss since the last
+one: a non-finite loss, or one above BLOWUP x ln(classes), raises DivergenceError naming
+the first bad step and its LR. (In full runs every step above that limit was followed by
+a blow-up or a collapse to chance: docs/robustness.md.) health() names a run stuck at
+chance and a run that is degrading, from the per-epoch rows.
 """
 import contextlib
 import math
 import os
 import random
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-CHECKPOINT = "checkpoint.pt"
 SYNC_EVERY = 50  # steps between reads of the loss from the device
 BLOWUP = 10  # a loss above BLOWUP * ln(classes) (23 for 10 classes) is a divergence, like NaN
 CHANCE_EPOCHS = 3  # this many epochs at chance (loss ~ ln(classes), test accuracy ~ 1/classes) -> a warning
@@ -41,39 +38,33 @@ class DivergenceError(RuntimeError):
     """The loss became NaN, infinite, or blew up past BLOWUP x ln(classes)."""
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (or the notebook's stop button) during fit; the last complete epoch's checkpoint stays."""
-
-    def __init__(self, epoch, checkpoint):
-        self.epoch, self.checkpoint = epoch, checkpoint
-        kept = f"; the checkpoint after epoch {epoch - 1} is {checkpoint}" if checkpoint else ""
-        super().__init__(f"interrupted in epoch {epoch}{kept}")
-
-
 def _autocast(device, precision):
     """Autocast to bf16/fp16 on `device`; a no-op for fp32."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
+    return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
-def current_lr(optimizer):
-    return optimizer.param_groups[0]["lr"]
+def _device(model):
+    """Where the model's parameters are (the CPU for a model without any)."""
+    return next(model.parameters(), torch.empty(0)).device
 
 
-def train_epoch(model, loader, optimizer, scheduler=None, *, device, precision="fp32", scaler=None,
-                criterion=F.cross_entropy, epoch=1, progress=True, sync_every=SYNC_EVERY, grad_clip=0.0):
-    """One pass over loader; returns {"loss", "acc", "lrs", "classes"} (lrs: the LR used at each step).
+def train_epoch(model, loader, optimizer, scheduler=None, *, precision="fp32", scaler=None, grad_clip=0.0,
+                progress=True, on_step=None):
+    """One pass over loader with cross-entropy; returns {"loss", "acc", "lrs"} (lrs: the LR used at each step).
 
-    grad_clip > 0: before each step, scale the gradients down to at most this total norm
-    (on the device: no host sync; with a scaler, after unscaling them).
+    grad_clip > 0: gradients scaled down to at most this total norm before each step (on the
+    device; with a scaler, after unscaling). on_step(step, loss), if given, runs after each step
+    (for a per-step trace: it may read the device, the loop itself never does).
     """
     model.train()
+    device = _device(model)
+    params = [p for g in optimizer.param_groups for p in g["params"]]  # what clipping scales
     losses, sizes, lrs = [], [], []  # losses: per-step device scalars not yet read
     correct = torch.zeros((), device=device, dtype=torch.long)
     total_loss, checked, classes = 0.0, 0, None
-    params = [p for g in optimizer.param_groups for p in g["params"]]  # what clipping scales (grads of None are skipped)
-    bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, disable=not progress)
+    bar = tqdm(loader, desc="train", leave=False, disable=not progress)
 
     def check():  # the one host sync: every loss since the last check, and the correct count
         nonlocal total_loss, checked
@@ -84,8 +75,7 @@ def train_epoch(model, loader, optimizer, scheduler=None, *, device, precision="
             bar.close()
             i, v = checked + bad, values[bad]
             why = "" if not math.isfinite(v) else f" (above {BLOWUP} x ln {classes} = {limit:.1f})"
-            of = len(loader) if hasattr(loader, "__len__") else "?"
-            raise DivergenceError(f"loss became {v:.3g} at epoch {epoch}, step {i + 1}/{of}, lr {lrs[i]:.3g}{why}: "
+            raise DivergenceError(f"loss became {v:.3g} at step {i + 1}, lr {lrs[i]:.3g}{why}: "
                                   f"training diverged; lower max_lr (e.g. to {lrs[i] / 10:.2g})")
         total_loss += sum(v * n for v, n in zip(values, sizes[checked:]))
         checked = len(losses)
@@ -93,10 +83,10 @@ def train_epoch(model, loader, optimizer, scheduler=None, *, device, precision="
 
     for step, (x, y) in enumerate(bar, 1):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        lrs.append(current_lr(optimizer))
+        lrs.append(optimizer.param_groups[0]["lr"])
         with _autocast(device, precision):
             out = model(x)
-            loss = criterion(out, y)
+            loss = F.cross_entropy(out, y)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -107,7 +97,7 @@ def train_epoch(model, loader, optimizer, scheduler=None, *, device, precision="
             scaler.update()
         else:
             loss.backward()
-            if grad_clip:  # a non-finite norm is left to the scaler or the loss check
+            if grad_clip:  # a non-finite norm is left to the loss check
                 torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
             optimizer.step()
         if scheduler is not None:
@@ -116,26 +106,27 @@ def train_epoch(model, loader, optimizer, scheduler=None, *, device, precision="
         losses.append(loss.detach().float())
         correct += (out.argmax(1) == y).sum()
         sizes.append(len(y))
-        if step % sync_every == 0:
+        if on_step is not None:
+            on_step(step, loss)
+        if step % SYNC_EVERY == 0:
             acc = check()
             bar.set_postfix(loss=f"{total_loss / sum(sizes):.3f}", acc=f"{acc:.1f}%", lr=f"{lrs[-1]:.2e}")
     if not losses:
         raise ValueError("the training loader yielded no batch")
-    if len(losses) > checked:
-        acc = check()
-    return {"loss": total_loss / sum(sizes), "acc": acc, "lrs": lrs, "classes": classes}
+    acc = check() if len(losses) > checked else acc
+    return {"loss": total_loss / sum(sizes), "acc": acc, "lrs": lrs}
 
 
 @torch.no_grad()
-def predict(model, loader, *, device, precision="fp32", flip=False, progress=False):
+def predict(model, loader, *, precision="fp32", flip=False):
     """Logits (N, classes) in float32 and labels (N,) for every batch; flip=True averages with mirrored images.
 
     Each batch's logits are copied out: a compiled model that replays a CUDA graph writes every
     batch's output into the same memory.
     """
     model.eval()
-    logits, labels = [], []
-    for x, y in tqdm(loader, desc="predict", leave=False, disable=not progress):
+    device, logits, labels = _device(model), [], []
+    for x, y in loader:
         x = x.to(device)
         with _autocast(device, precision):
             out = model(x).to(torch.float32, copy=True)
@@ -146,10 +137,10 @@ def predict(model, loader, *, device, precision="fp32", flip=False, progress=Fal
     return torch.cat(logits), torch.cat(labels)
 
 
-def evaluate(model, loader, *, device, precision="fp32", criterion=F.cross_entropy, progress=False):
-    """One pass without gradients; returns {"loss", "acc"}."""
-    logits, labels = predict(model, loader, device=device, precision=precision, progress=progress)
-    loss, acc = torch.stack([criterion(logits, labels), 100 * (logits.argmax(1) == labels).float().mean()]).tolist()
+def evaluate(model, loader, *, precision="fp32"):
+    """One pass without gradients; returns {"loss", "acc"} (plain cross-entropy, in %)."""
+    logits, labels = predict(model, loader, precision=precision)
+    loss, acc = torch.stack([F.cross_entropy(logits, labels), 100 * (logits.argmax(1) == labels).float().mean()]).tolist()
     return {"loss": loss, "acc": acc}
 
 
@@ -166,7 +157,7 @@ def degrading(rows, epochs=DEGRADE_EPOCHS):
     Far worse: a train loss above DEGRADE_LOSS x the best one (and 0.1 above it), or a train
     accuracy DEGRADE_ACC points under the best one. A run that collapses without blowing up
     (loss 1.05 -> 2.50, accuracy 62.6% -> 20.0% at an LR a little too high) passes the
-    divergence check and the chance warning; this names it.
+    divergence check and the chance check; this names it.
     """
     if len(rows) <= epochs:
         return False
@@ -176,109 +167,78 @@ def degrading(rows, epochs=DEGRADE_EPOCHS):
                for r in last)
 
 
-def _rng_state():
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+def health(rows, classes):
+    """What is wrong with a run so far, from its epoch rows ({"epoch", "train_loss", "train_acc", "test_acc"}):
+    {"chance": message} and/or {"degrading": message}; empty when it is healthy."""
+    problems, r = {}, rows[-1] if rows else None
+    if at_chance(rows, classes):
+        problems["chance"] = (f"{CHANCE_EPOCHS} epochs at chance (train loss {r['train_loss']:.4f} = ln {classes}, "
+                              f"test accuracy {r['test_acc']:.1f}%): the network is not learning")
+    if degrading(rows):
+        best = min(rows, key=lambda row: row["train_loss"])
+        problems["degrading"] = (f"training is degrading: train loss {r['train_loss']:.4f} (acc {r['train_acc']:.1f}%) "
+                                 f"for {DEGRADE_EPOCHS} epochs, against {best['train_loss']:.4f} "
+                                 f"({best['train_acc']:.1f}%) in epoch {best['epoch']}")
+    return problems
 
 
-def _set_rng_state(state):
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+class Checkpoint:
+    """One run's checkpoint file, written atomically with the random state; only a run of the same config resumes it.
 
-
-def save_checkpoint(path, state):
-    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, config=None):
-    """Load a checkpoint (weights_only); refuse one made with a different config."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}); delete it or use a fresh run folder") from None
-    if config is not None and state.get("config") != config:
-        old = state.get("config") or {}
-        diff = [f"{k}: checkpoint {old.get(k)!r}, now {config.get(k)!r}"
-                for k in sorted(set(old) | set(config)) if old.get(k) != config.get(k)]
-        raise ValueError(f"{path} was made with another configuration ({'; '.join(diff)}); "
-                         "resume with the same settings or use a fresh run folder")
-    return state
-
-
-def fit(model, optimizer, scheduler, train_loader, test_loader, epochs, *, device, precision="fp32",
-        scaler=None, criterion=F.cross_entropy, run_dir=None, config=None, resume=False, progress=True, log=print,
-        grad_clip=0.0):
-    """Train for `epochs` epochs; return the history {"epochs": [...], "step_lrs": [...], "epoch_seconds": [...]}.
-
-    With run_dir, a checkpoint (model, optimizer, scheduler, scaler, history, RNG states,
-    config) is saved there after each epoch; resume=True continues from it. Ctrl-C raises
-    Interrupted, which names the epoch and the checkpoint that resume=True continues from.
+    Checkpoint(path, config, resume=False) removes a file left there by an earlier run, so an
+    interrupted new run never points at another run's epochs; resume=True loads it instead
+    (and refuses one made with another config).
     """
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    history = {"epochs": [], "step_lrs": [], "epoch_seconds": []}
-    ckpt = Path(run_dir) / CHECKPOINT if run_dir else None
-    if ckpt:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-    plain = getattr(model, "_orig_mod", model)  # torch.compile wraps the module
-    if resume and ckpt and ckpt.exists():
-        state = load_checkpoint(ckpt, config)
-        plain.load_state_dict(state["model"])
+
+    def __init__(self, path, config=None, resume=False):
+        self.path, self.config = Path(path), config
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            self.path.unlink(missing_ok=True)
+
+    def exists(self):
+        return self.path.exists()
+
+    def save(self, model, optimizer, scheduler=None, scaler=None, history=None):
+        """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
+                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                 "scaler": scaler.state_dict() if scaler is not None else None, "config": self.config,
+                 "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def read(self):
+        """The saved state (weights_only); a ValueError for an unreadable file or another config."""
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{self.path}: not a readable checkpoint ({type(e).__name__}); "
+                             "delete it or use a fresh run folder") from None
+        if self.config is not None and state.get("config") != self.config:
+            old = state.get("config") or {}
+            diff = [f"{k}: checkpoint {old.get(k)!r}, now {self.config.get(k)!r}"
+                    for k in sorted(set(old) | set(self.config)) if old.get(k) != self.config.get(k)]
+            raise ValueError(f"{self.path} was made with another configuration ({'; '.join(diff)}); "
+                             "resume with the same settings or use a fresh run folder")
+        return state
+
+    def load(self, model, optimizer, scheduler=None, scaler=None):
+        """Restore everything save() wrote, random state included; returns the saved history."""
+        state = self.read()
+        model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and scaler.is_enabled():
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state["scaler"]:
             scaler.load_state_dict(state["scaler"])
-        history = state["history"]
-        _set_rng_state(state["rng"])
-        log(f"resumed from {ckpt} after epoch {len(history['epochs'])}")
-    elif resume:
-        log(f"no checkpoint in {run_dir}: starting from epoch 1")
-    epoch, warned, warned_degrading = len(history["epochs"]) + 1, False, False
-    try:
-        for epoch in range(len(history["epochs"]) + 1, epochs + 1):
-            t0 = time.perf_counter()
-            if hasattr(train_loader, "set_epoch"):
-                train_loader.set_epoch(epoch)
-            tr = train_epoch(model, train_loader, optimizer, scheduler, device=device, precision=precision,
-                             scaler=scaler, criterion=criterion, epoch=epoch, progress=progress, grad_clip=grad_clip)
-            te = evaluate(model, test_loader, device=device, precision=precision, criterion=criterion)
-            seconds = time.perf_counter() - t0
-            row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"],
-                   "test_loss": te["loss"], "test_acc": te["acc"], "lr": tr["lrs"][-1]}
-            history["epochs"].append(row)
-            history["step_lrs"].extend(tr["lrs"])
-            history["epoch_seconds"].append(seconds)
-            log(f"Epoch {epoch:2d}/{epochs}  LR {row['lr']:.3e}  train loss {tr['loss']:.4f} acc {tr['acc']:5.2f}%  "
-                f"test loss {te['loss']:.4f} acc {te['acc']:5.2f}%  ({seconds:.1f}s)")
-            if not warned and at_chance(history["epochs"], tr["classes"]):
-                warned = True
-                peak = max(history["step_lrs"])
-                log(f"warning: {CHANCE_EPOCHS} epochs at chance (loss {tr['loss']:.4f} = ln {tr['classes']}, "
-                    f"test accuracy {te['acc']:.1f}%) with max LR {peak:.2e}: the network is not learning. "
-                    f"Try a lower max LR (e.g. {peak / 10:.1e}) or the 'min/10' LR rule; README.md, "
-                    "'Why the reference stayed at 10%', explains this failure")
-            if not warned_degrading and degrading(history["epochs"]):
-                warned_degrading = True
-                best = min(history["epochs"], key=lambda r: r["train_loss"])
-                log(f"warning: training is degrading: train loss {tr['loss']:.4f} (acc {tr['acc']:.1f}%) for "
-                    f"{DEGRADE_EPOCHS} epochs, against {best['train_loss']:.4f} ({best['train_acc']:.1f}%) in epoch "
-                    f"{best['epoch']}, at LR {row['lr']:.2e} (peak so far {max(history['step_lrs']):.2e}). Most often the "
-                    f"max LR is too high for this network: run again with a lower one (e.g. {max(history['step_lrs']) / 2:.1e}) "
-                    "or the 'safe' LR rule")
-            if ckpt:
-                save_checkpoint(ckpt, {"model": plain.state_dict(), "optimizer": optimizer.state_dict(),
-                                       "scheduler": scheduler.state_dict(),
-                                       "scaler": scaler.state_dict() if scaler is not None else {},
-                                       "history": history, "rng": _rng_state(), "config": config})
-    except KeyboardInterrupt:
-        raise Interrupted(epoch, ckpt if ckpt and ckpt.exists() else None) from None
-    return history
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        return state["history"]
 
 
 def confusion_matrix(preds, labels, num_classes):

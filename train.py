@@ -126,6 +126,7 @@ class Run:
     test_loader: Loader
     test_images: torch.Tensor  # uint8, for galleries
     data: str  # what the data are: "CIFAR-10 (official files)" or an unverified copy
+    trained: bool = False  # set by train(): a second train() on the same network would train it on
 
     def resume_settings(self):
         return self.cfg.resume_settings(self.precision)
@@ -198,6 +199,10 @@ def train(run, max_lr, out_dir=None, resume=False, progress=True, log=print):
     With out_dir, a checkpoint is saved there after each epoch and resume=True continues from it
     (without resume, one left there by another run is removed first).
     """
+    if run.trained and not resume:
+        raise ValueError("this network has been trained already: build a fresh one with setup(cfg), "
+                         "or continue from the checkpoint with resume=True")
+    run.trained = True
     optimizer = make_optimizer(run, max_lr)
     scheduler = one_cycle_scheduler(optimizer, max_lr, run.cfg.epochs, len(run.train_loader), run.cfg.warmup_frac)
     scaler = grad_scaler(run.device, run.precision)
@@ -234,6 +239,31 @@ def train(run, max_lr, out_dir=None, resume=False, progress=True, log=print):
         if ckpt:
             ckpt.save(run.net, optimizer, scheduler, scaler, history)
     return history
+
+
+@torch.no_grad()
+def spread(net, images):
+    """How different the images still are, stage by stage: the std over the batch (averaged over the 48 features)
+    of X after the pool and after each block, for a network whose blocks all attend over the pooled vector."""
+    net.eval()
+    x = net.pool(net.feature_map(images).flatten(2).transpose(1, 2))  # X (B, 48)
+    stages = [x]
+    for block in net.blocks:
+        x = x + block(x) if net.config.residual else block(x)
+        stages.append(x)
+    return [s.std(0).mean().item() for s in stages]  # pool, block 1, ..., block 4
+
+
+@torch.no_grad()
+def attention_entropy(run):
+    """Each block's mean attention-row entropy (nats) over the whole test set: ln(keys) is uniform, 0 one-hot."""
+    totals, rows = None, 0
+    for x, _ in run.test_loader:
+        maps = run.net.attention_maps(x)
+        h = [-(am * am.clamp_min(1e-12).log()).sum(-1).sum().item() / am.shape[-2] for am in maps]  # per image, summed
+        totals = h if totals is None else [a + b for a, b in zip(totals, h)]
+        rows += len(x)
+    return [t / rows for t in totals]
 
 
 def plot_training(run, history, lr_result, image_dir, show=False):

@@ -1,7 +1,7 @@
 """The tables in docs/*.md, regenerated from benchmarks/results/*.json (never edited by hand).
 
-    python benchmarks/docs_tables.py           # rewrite every generated table in docs/
-    python benchmarks/docs_tables.py --check   # exit 1 if a table differs from its JSON (the tests run this)
+    python -m benchmarks.docs_tables           # rewrite every generated table in docs/
+    python -m benchmarks.docs_tables --check   # exit 1 if a table differs from its JSON (the tests run this)
 
 A generated table sits between `<!-- table: NAME -->` and `<!-- /table -->` in a docs
 file; the prose around it is written by hand and cites the JSON it comes from.
@@ -10,12 +10,13 @@ import argparse
 import json
 import re
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS, DOCS = ROOT / "benchmarks" / "results", ROOT / "docs"
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from accuracy import markdown  # noqa: E402
+from benchmarks.accuracy import markdown
+from benchmarks.common import RESULTS, ROOT
+from benchmarks.lr_test_spread import summary
+
+DOCS = ROOT / "docs"
+TRAIN_IMAGES = 50_000
 
 
 def load(name):
@@ -38,14 +39,19 @@ def ablation():
     return markdown(load("accuracy.json")).strip()
 
 
+def one(rows, key):
+    """The one value of key in rows, or each value in turn when they differ."""
+    return "; ".join(dict.fromkeys(str(r[key]) for r in rows))
+
+
 def lr_spread():
-    d = load("lr_test_spread.json")
+    runs = list(load("lr_test_spread.json").values())
     span = lambda v: f"{v['min']:.2e} / {v['median']:.2e} / {v['max']:.2e}"  # noqa: E731
     rows = [[k, v["runs"], span(v["min/2"]), span(v["safe"]), span(v["diverged_at"]), f"{v['dip_pct']['min']:.1f}-{v['dip_pct']['max']:.1f}"]
-            for k, v in d["summary"].items()]
+            for k, v in summary(runs).items()]
     return (table(["preset, precision", "runs", "min/2: min / median / max", "safe: min / median / max",
                    "diverged at: min / median / max", "dip (%)"], rows)
-            + f"\n\nBatch {d['batch_size']}, {d['machine']}, {d['data']}.")
+            + f"\n\nBatch {one(runs, 'batch_size')}, {one(runs, 'machine')}, {one(runs, 'data')}.")
 
 
 def stability():
@@ -54,7 +60,8 @@ def stability():
         if r["stopped"]:
             step = r["diverged_at_step"]
             first, last = [t for t in r["trace"] if t["step"] > step - 10][0], r["trace"][-1]  # the last 10 steps
-            what = (f"diverged at step {step} (epoch {(step - 1) // 390 + 1}, LR {last['lr']:.2e}); over its last 10 steps "
+            epoch = (step - 1) // (TRAIN_IMAGES // r["batch_size"]) + 1
+            what = (f"diverged at step {step} (epoch {epoch}, LR {last['lr']:.2e}); over its last 10 steps "
                     f"loss {first['loss']:.2f} -> {last['loss']:.1f}, blocks' grad norm {first['grad_norm']['blocks']:.2f} -> "
                     f"{last['grad_norm']['blocks']:.0f}, largest logit {max(first['max_logit']):.0f} -> {max(last['max_logit']):.0f}")
         else:

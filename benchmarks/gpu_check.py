@@ -1,9 +1,9 @@
 """The GPU check: what CI cannot see, run once on a CUDA machine.
 
-    CIFAR10_DIR=... python benchmarks/gpu_check.py     # writes benchmarks/results/gpu_check.json
-    python benchmarks/gpu_check.py --out /tmp/gpu_check.json --skip-tests
+    CIFAR10_DIR=... python -m benchmarks.gpu_check     # writes benchmarks/results/gpu_check.json
+    python -m benchmarks.gpu_check --out /tmp/gpu_check.json --skip-tests
 
-The result file is rewritten after each part, so a run stopped by a time limit keeps what it measured.
+Each part is merged into the result file as it ends, so a run stopped by a time limit keeps what it measured.
 
 1. the test suite, on this machine (its CUDA-only paths included);
 2. the default job (LR range test, 24 epochs, report) in the device's own precision, then
@@ -13,21 +13,18 @@ The result file is rewritten after each part, so a run stopped by a time limit k
 On a machine without CUDA it says so in one line and exits with status 2.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from train import RunConfig, make_optimizer, machine_name, setup, train_and_report  # noqa: E402
-from utils.device import grad_scaler  # noqa: E402
-from utils.training import SYNC_EVERY, train_epoch  # noqa: E402
+from benchmarks.common import RESULTS, ROOT, provenance, update_json
+from train import make_optimizer, recipe, setup, train_and_report
+from utils.device import grad_scaler
+from utils.training import SYNC_EVERY, train_epoch
 
 
 def test_suite():
@@ -39,24 +36,24 @@ def test_suite():
 
 def default_job(name, **overrides):
     t = time.perf_counter()
-    m = train_and_report(RunConfig(**overrides), ROOT / "runs" / f"gpu_{name}", progress=False)
+    m = train_and_report(recipe(**overrides), ROOT / "runs" / f"gpu_{name}", progress=False)
     return {"seconds": time.perf_counter() - t, "train_s": m["train_s"], "test_acc": m["final_test_acc"],
             "precision": m["precision"], "max_lr": m["max_lr"], "epoch_seconds": m["epoch_seconds"]}
 
 
 def syncs_in_steps(steps=2 * SYNC_EVERY):
     """Host-sync warnings in `steps` training steps (whole epoch of that many batches)."""
-    run = setup(RunConfig(train_subset=128 * steps), verbose=False)
+    run = setup(recipe(train_subset=128 * steps), verbose=False)
     opt = make_optimizer(run, 1e-3)
-    train_epoch(run.model, run.train_loader, opt, device=run.device, precision=run.precision,
-                scaler=grad_scaler(run.device, run.precision), progress=False)  # warm-up
+    kw = dict(precision=run.precision, scaler=grad_scaler(run.device, run.precision), grad_clip=run.cfg.grad_clip,
+              progress=False)
+    train_epoch(run.model, run.train_loader, opt, **kw)  # warm-up
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            train_epoch(run.model, run.train_loader, opt, device=run.device, precision=run.precision,
-                        scaler=grad_scaler(run.device, run.precision), progress=False)
+            train_epoch(run.model, run.train_loader, opt, **kw)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message).lower()]
@@ -65,7 +62,7 @@ def syncs_in_steps(steps=2 * SYNC_EVERY):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu_check.json"))
+    p.add_argument("--out", default=str(RESULTS / "gpu_check.json"))
     p.add_argument("--skip-tests", action="store_true", help="leave out the test suite (part 1)")
     a = p.parse_args(argv)
     if not torch.cuda.is_available():
@@ -73,19 +70,18 @@ def main(argv=None):
         return 2
     if not os.environ.get("CIFAR10_DIR"):
         print("gpu_check: set CIFAR10_DIR (or let train.py download into ./data)", file=sys.stderr)
-    result = {"machine": machine_name(torch.device("cuda")), "capability": list(torch.cuda.get_device_capability()),
-              "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
-    out = Path(a.out)
     parts = [("syncs", syncs_in_steps)] + [
         (f"job_{name}", lambda o=overrides, n=name: default_job(n, **o))
         for name, overrides in (("native", {}), ("fp16", {"precision": "fp16"}), ("compiled", {"compile": True}))]
     if not a.skip_tests:
         parts.insert(0, ("tests", test_suite))
+    update_json(a.out, {**provenance("cuda"), "capability": list(torch.cuda.get_device_capability()), "tests": "skipped",
+                        **{key: "not run yet" for key, _ in parts}})  # no part of an earlier run stays
     for key, part in parts:
-        result[key] = part()
-        print(key, {k: v for k, v in result[key].items() if k != "epoch_seconds"}, flush=True)
-        out.write_text(json.dumps(result, indent=1))  # after every part: a stopped run keeps what it measured
-    print(f"wrote {out}")
+        result = part()
+        update_json(a.out, {key: result})  # after every part: a stopped run keeps what it measured
+        print(key, {k: v for k, v in result.items() if k != "epoch_seconds"}, flush=True)
+    print(f"wrote {a.out}")
     return 0
 
 

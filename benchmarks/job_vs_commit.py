@@ -1,6 +1,6 @@
 """The whole default job, this code against an older commit, side by side on one machine.
 
-    python benchmarks/job_vs_commit.py --old d0454dd     # writes benchmarks/results/job_vs_commit.json
+    python -m benchmarks.job_vs_commit --old d0454dd     # writes benchmarks/results/job_vs_commit.json
 
 The job is the notebook's: `python train.py` with the default configuration (LR range
 test, 24 epochs with an evaluation after each, the final report and plots). Each code
@@ -19,10 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from train import machine_name  # noqa: E402
-from utils.data import data_label  # noqa: E402
+from benchmarks.common import RESULTS, ROOT, provenance, update_json
 
 
 def extract(commit, into):
@@ -53,7 +50,7 @@ def main(argv=None):
     p.add_argument("--old", default="d0454dd", help="the commit to compare against")
     p.add_argument("--rounds", type=int, default=1, help="runs of each version, alternating old and new")
     p.add_argument("--epochs", type=int, default=24)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "job_vs_commit.json"))
+    p.add_argument("--out", default=str(RESULTS / "job_vs_commit.json"))
     a = p.parse_args(argv)
     if not os.environ.get("CIFAR10_DIR"):
         raise SystemExit("set CIFAR10_DIR: both versions read the data from there")
@@ -65,11 +62,9 @@ def main(argv=None):
                 runs[name].append(job(code, Path(tmp) / f"{name}{r}", a.epochs))
                 print(f"{name} ({a.old if name == 'old' else 'this code'}): {runs[name][-1]}", flush=True)
     mean = {k: statistics.mean(x["seconds"] for x in v) for k, v in runs.items()}
-    result = {"machine": machine_name(__import__("torch").device("cpu")), "data": data_label(),
-              "job": f"python train.py (default configuration, {a.epochs} epochs)", "old_commit": a.old,
-              "runs": runs, "mean_seconds": mean, "ratio_new_over_old": mean["new"] / mean["old"],
-              "date": time.strftime("%Y-%m-%d")}
-    Path(a.out).write_text(json.dumps(result, indent=1))
+    result = {**provenance("cpu"), "job": f"python train.py (default configuration, {a.epochs} epochs)",
+              "old_commit": a.old, "runs": runs, "mean_seconds": mean, "ratio_new_over_old": mean["new"] / mean["old"]}
+    update_json(a.out, result)
     print(f"new / old = {result['ratio_new_over_old']:.2f}; wrote {a.out}")
     return 0
 

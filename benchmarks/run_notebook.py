@@ -1,19 +1,20 @@
 """Execute the notebook in place, as it is committed: every cell run, outputs kept.
 
-    python benchmarks/run_notebook.py      # ~2-4 minutes on a 2-core CPU; writes images/ and notebook_run.json too
+    python -m benchmarks.run_notebook      # ~2-4 minutes on a 2-core CPU; writes images/ and notebook_run.json too
 
 Progress bars are Jupyter widgets while the notebook runs (live in Jupyter and Colab). A
 saved widget shows as a frozen "0%| 0/390" line where widgets do not run (GitHub,
 nbviewer), so the widget outputs are dropped before saving; the epoch lines stay.
 """
+import argparse
 import sys
 import time
-from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import ROOT
+
 NOTEBOOK = ROOT / "Assignment_9_Solution.ipynb"
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
@@ -27,7 +28,8 @@ def without_widgets(nb):
     return nb
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     nb = nbformat.read(NOTEBOOK, as_version=4)
     t = time.perf_counter()
     NotebookClient(nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()

@@ -1,6 +1,6 @@
 """Why the reference network cannot start learning: how much of the input survives each block.
 
-    python benchmarks/signal_flow.py      # writes benchmarks/results/signal_flow.json
+    python -m benchmarks.signal_flow      # writes benchmarks/results/signal_flow.json
 
 For 256 test images and freshly initialised networks (seed 0), prints per UltimusBlock:
 how far AM is from uniform (1/8 everywhere), how different the 8 entries of Z = AM V are
@@ -9,37 +9,38 @@ every entry of Z the mean of V: one number per block. Without the residual conne
 differences between images vanish after two blocks and the logits are the same for every
 image, so the loss sits at ln 10 = 2.3026 whatever the LR.
 """
-import json
+import argparse
 import sys
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from models import PRESETS, Net  # noqa: E402
-from utils.data import Loader, load_cifar10  # noqa: E402
+from benchmarks.common import RESULTS, provenance, update_json
+from models import PRESETS, Net
+from utils.data import Loader, load_cifar10
 
 
 @torch.no_grad()
 def trace(net, x):
     """X's spread across images after the pool; per block: AM's largest deviation from uniform, Z's spread / V's
     spread, X's spread across images; the logits' spread."""
-    rows, h = [], net.gap(net.feature_map(x)).flatten(1)  # X (B, 48)
+    rows, h = [], net.pool(net.feature_map(x).flatten(2).transpose(1, 2))  # X (B, 48)
     pooled = h.std(0).mean().item()
     for block in net.blocks:
-        out, am = block.attend(h)  # (B, 48), (B, 8, 8)
-        v = block.v(h)  # (B, 8)
-        z = torch.einsum("bij,bj->bi", am, v)  # (B, 8)
+        am, v = block.attention_matrix(h), block.qkv(h)[2]  # (B, 8, 8), (B, 8, 1)
+        z = (am @ v).squeeze(-1)  # (B, 8)
+        out = block(h)
         h = h + out if net.config.residual else out
         rows.append({"am_max_dev_from_uniform": (am - am.mean(-1, keepdim=True)).abs().max().item(),
-                     "z_spread_over_v_spread": (z.std(1) / v.std(1)).mean().item(),
+                     "z_spread_over_v_spread": (z.std(1) / v.squeeze(-1).std(1)).mean().item(),
                      "x_spread_across_images": h.std(0).mean().item()})
     return pooled, rows, net.fc(h).std(0).mean().item()
 
 
-def main():
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(RESULTS / "signal_flow.json"))
+    a = p.parse_args(argv)
     x, y = load_cifar10(train=False, download=False)
     batch = next(iter(Loader(x[:256], y[:256], 256)))[0]
     result = {}
@@ -47,16 +48,17 @@ def main():
         torch.manual_seed(0)
         net = Net(PRESETS[name]).eval()
         pooled, blocks, logit_spread = trace(net, batch)
-        result[name] = {"model_config": asdict(net.config), "pooled_x_spread_across_images": pooled, "blocks": blocks, "logit_spread_across_images": logit_spread}
+        result[name] = {"model_config": asdict(net.config), "pooled_x_spread_across_images": pooled, "blocks": blocks,
+                        "logit_spread_across_images": logit_spread, **provenance()}
         print(f"{name}: X spread across images after the pool {pooled:.2e}")
         for i, r in enumerate(blocks, 1):
             print(f"  block {i}: AM off uniform by <= {r['am_max_dev_from_uniform']:.4f}; Z spread / V spread "
                   f"{r['z_spread_over_v_spread']:.4f}; X spread across images {r['x_spread_across_images']:.2e}")
         print(f"  logits' spread across images: {logit_spread:.2e}")
-    out = ROOT / "benchmarks" / "results" / "signal_flow.json"
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
+    update_json(a.out, result)
+    print(f"wrote {a.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

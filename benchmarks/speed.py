@@ -1,34 +1,33 @@
 """Speed benchmark: our training pipeline against the reference pipeline, side by side.
 
-    python benchmarks/speed.py                  # writes benchmarks/results/speed.json
-    python benchmarks/speed.py --acc-epochs 0   # throughput only
+    python -m benchmarks.speed               # writes benchmarks/results/speed.json
+    python -m benchmarks.speed --steps 20    # fewer steps timed per pipeline (quicker, noisier)
 
 Reference pipeline: torchvision's CIFAR10 dataset code with PIL transforms (RandomCrop(32,
 padding=4), RandomHorizontalFlip, ToTensor, Normalize), DataLoader(batch_size=256,
 shuffle=True, num_workers=2), fp32, NCHW. Ours: the uint8 set as one tensor on the
 device, augmentation per batch there, channels_last, autocast in the device's precision
-(fp16 with a GradScaler), fused Adam. Same model (the reference preset), same batch size,
-same machine, one process. It also times the default network's training step (eager,
+(fp16 with a GradScaler), fused Adam, clipping at norm 1. Same model (the reference preset),
+same batch size, same machine, one process; both train through the project's train_epoch
+(benchmarks.common.images_per_s). It also times the default network's training step (eager,
 NCHW, compiled) and measures the matmul throughput in the device's precision (for
 utilisation). The whole default job against an older commit: benchmarks/job_vs_commit.py.
 """
 import argparse
-import json
 import platform
 import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from models import PRESETS, Net  # noqa: E402
-from train import machine_name  # noqa: E402
-from utils.data import MEAN, STD, Loader, data_label, load_cifar10  # noqa: E402
-from utils.device import autocast, grad_scaler, optimizer_kwargs, pick_device, precision_for, set_seed  # noqa: E402
+from benchmarks.common import RESULTS, images_per_s, provenance, update_json
+from models import PRESETS, Net
+from train import RunConfig
+from utils.data import MEAN, STD, Loader, load_cifar10
+from utils.device import optimizer_kwargs, pick_device, precision_for, set_seed
+
+CLIP = RunConfig.grad_clip  # our pipeline clips as training does
 
 
 def model_flops(config, image_size=32):
@@ -78,44 +77,6 @@ def reference_loader(images, labels, batch_size=256, train=True):
                                        persistent_workers=train, pin_memory=False)
 
 
-def train_steps(model, loader, optimizer, device, precision, steps):
-    """Images per second over `steps` training steps (after 3 warm-up steps), no per-step sync."""
-    model.train()
-    scaler = grad_scaler(device, precision)
-    it, done, t = iter(loader), 0, None
-    for i in range(steps + 3):
-        try:
-            x, y = next(it)
-        except StopIteration:
-            it = iter(loader)
-            x, y = next(it)
-        if i == 3:
-            sync(device)
-            t, done = time.perf_counter(), 0
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(device, precision):
-            loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()  # a no-op scale unless fp16
-        scaler.step(optimizer)
-        scaler.update()
-        done += len(y)
-    sync(device)
-    return done / (time.perf_counter() - t)
-
-
-def pipelines(device, data, steps, batch_size=256):
-    """Our pipeline (eager and compiled) against the reference pipeline, images/s each (reference preset)."""
-    (x_train, y_train), _ = data
-    out = {}
-    set_seed(0)
-    ref_model = Net(PRESETS["reference"]).to(device)
-    ref_opt = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
-    out["reference"] = train_steps(ref_model, reference_loader(x_train, y_train, batch_size), ref_opt, device, "fp32", steps)
-    out.update(ours(device, x_train, y_train, "reference", batch_size, steps, variants=("ours", "ours_compiled")))
-    return out
-
-
 def ours(device, x_train, y_train, preset, batch_size, steps, variants=("ours", "ours_nchw", "ours_compiled")):
     """Images/s of our pipeline for one preset: eager channels_last, eager NCHW, compiled channels_last."""
     precision, out = precision_for(device), {}
@@ -129,9 +90,9 @@ def ours(device, x_train, y_train, preset, batch_size, steps, variants=("ours", 
         opt = torch.optim.Adam(net.parameters(), lr=1e-3, **optimizer_kwargs(device))
         if name == "ours_compiled":
             t = time.perf_counter()
-            train_steps(model, loader, opt, device, precision, 1)
+            images_per_s(model, loader, opt, 1, precision, CLIP)
             out["compile_s"] = time.perf_counter() - t
-        out[name] = train_steps(model, loader, opt, device, precision, steps)
+        out[name] = images_per_s(model, loader, opt, steps, precision, CLIP)
         print(f"  {preset} {name}: {out[name]:.0f} images/s", flush=True)
     return out
 
@@ -140,32 +101,36 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=60, help="training steps timed per pipeline")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
+    p.add_argument("--out", default=str(RESULTS / "speed.json"))
     a = p.parse_args(argv)
     device = pick_device(a.device)
-    data = (load_cifar10(train=True, download=False), load_cifar10(train=False, download=False))
+    x_train, y_train = load_cifar10(train=True, download=False)
     precision = precision_for(device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
     fwd, train_flops = model_flops(PRESETS["reference"])
     peak = matmul_gflops(device, dtype)
     print(f"{precision} matmul: {peak:.0f} GFLOP/s; reference preset: {fwd / 1e6:.1f} MFLOP forward, "
           f"{train_flops / 1e6:.1f} MFLOP per training image", flush=True)
-    speed = pipelines(device, data, a.steps)
+    set_seed(0)
+    ref_model = Net(PRESETS["reference"]).to(device)  # the reference pipeline: fp32, NCHW, plain Adam, no clipping
+    ref_opt = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
+    speed = {"reference": images_per_s(ref_model, reference_loader(x_train, y_train), ref_opt, a.steps),
+             **ours(device, x_train, y_train, "reference", 256, a.steps, variants=("ours", "ours_compiled"))}
     best_ours = max(speed["ours"], speed["ours_compiled"])
     model_gflops = best_ours * train_flops / 1e9
-    default = ours(device, *data[0], "best", 128, a.steps * 2)
-    best_fwd, best_train = model_flops(PRESETS["best"])
+    default = ours(device, x_train, y_train, "best", 128, a.steps * 2)
+    best_train = model_flops(PRESETS["best"])[1]
     print(f"images/s: reference {speed['reference']:.0f}, ours {speed['ours']:.0f}, "
           f"ours compiled {speed['ours_compiled']:.0f}; model {model_gflops:.0f} GFLOP/s = "
           f"{100 * model_gflops / peak:.0f}% of matmul", flush=True)
     result = {
-        "machine": machine_name(device), "device": str(device), "platform": platform.platform(),
-        "torch": torch.__version__, "data": data_label(), "batch_size": 256, "model": "reference preset",
+        **provenance(device), "device": str(device), "platform": platform.platform(), "batch_size": 256,
+        "model": "reference preset", "grad_clip_ours": CLIP,
         "model_config": asdict(PRESETS["reference"]),
         "precision_ours": precision, "precision_reference": "fp32",
         "images_per_s": {k: speed[k] for k in ("reference", "ours", "ours_compiled")},
         "ratio": speed["ours"] / speed["reference"], "ratio_compiled": speed["ours_compiled"] / speed["reference"],
-        "compile_s": speed["compile_s"], f"matmul_{precision}_gflops": peak,
+        "compile_s": speed["compile_s"], "matmul_gflops": peak,
         "model_mflop_forward": fwd / 1e6, "model_mflop_train_step_per_image": train_flops / 1e6,
         "model_gflops": model_gflops, "utilisation": model_gflops / peak,
         "default_network": {"preset": "best", "model_config": asdict(PRESETS["best"]), "batch_size": 128,
@@ -174,8 +139,7 @@ def main(argv=None):
                             "compile_s": default["compile_s"], "model_mflop_train_step_per_image": best_train / 1e6,
                             "utilisation": default["ours"] * best_train / 1e9 / peak},
     }
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=1))
+    update_json(a.out, result)
     print(f"wrote {a.out}")
     return 0
 

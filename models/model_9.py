@@ -76,26 +76,29 @@ class UltimusBlock(nn.Module):
 
     def qkv(self, x):
         """x (B, 48): the 8 numbers become 8 tokens of width 1, (B, 8, 1) each; x (B, T, 48): (B, T, 8) each."""
-        q, k, v = self.q(x), self.k(x), self.v(x)
+        k, q, v = self.k(x), self.q(x), self.v(x)  # in this order: autograd sums x's gradient in the same order
         return (q.unsqueeze(-1), k.unsqueeze(-1), v.unsqueeze(-1)) if x.dim() == 2 else (q, k, v)
 
-    def attention_matrix(self, x, bias=None):
-        """AM for x, written out: (B, 8, 8) over the vector's numbers, (B, T, T) over positions (bias added to the
-        scaled logits)."""
-        q, k, _ = self.qkv(x)
+    def weights(self, q, k, bias=None):
+        """AM from q and k, written out: (B, 8, 8) over the vector's numbers, (B, T, T) over positions."""
         if self.attention == "batch":  # the bug: Q.T @ K sums over the batch, one matrix for all samples
-            logits = (q.squeeze(-1).t() @ k.squeeze(-1)).expand(x.shape[0], -1, -1)  # (B, 8, 8)
+            logits = (q.squeeze(-1).t() @ k.squeeze(-1)).expand(q.shape[0], -1, -1)  # (B, 8, 8)
         else:
             logits = q @ k.transpose(-1, -2)  # (B, 8, 8): q_i k_j, or (B, T, T): q_s . k_t
         if self.scale == "inside":
             return F.softmax(logits * self.inv_sqrt_d + (0 if bias is None else bias), dim=-1)  # rows sum to 1
         return F.softmax(logits, dim=-1) * self.inv_sqrt_d  # rows sum to 1/sqrt(8)
 
+    def attention_matrix(self, x, bias=None):
+        """AM for x (bias, if given, is added to the scaled logits)."""
+        q, k, _ = self.qkv(x)
+        return self.weights(q, k, bias)
+
     def forward(self, x, bias=None):
         """x (B, 48) -> (B, 48), or x (B, T, 48) -> (B, T, 48): Out(AM V), with torch's fused attention."""
         q, k, v = self.qkv(x)
         if self.attention == "batch":
-            z = self.attention_matrix(x) @ v
+            z = self.weights(q, k) @ v
         elif self.scale == "inside":  # softmax(QK^T / sqrt 8 + bias) V
             z = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.inv_sqrt_d)
         else:  # softmax(QK^T) / sqrt 8, then V: the division moves past the (linear) product

@@ -5,14 +5,12 @@ once (by torchvision) when it is missing and the internet is there.
 """
 import os
 import pickle
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 CIFAR_DIR = Path(os.environ.get("CIFAR10_DIR") or ROOT / "data")
 
 

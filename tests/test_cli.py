@@ -152,16 +152,14 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(cifar_dir, tmp_path
 
 def test_train_py_imports_where_resource_does_not_exist(tmp_path):
     """Windows has no `resource` module: train.py still imports, and peak memory is simply unknown."""
-    code = ("import sys; sys.modules['resource'] = None; sys.path.insert(0, sys.argv[1]); import train; "
-            "assert train.peak_memory_mib() is None; print('ok')")
-    done = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=120)
+    code = "import sys; sys.modules['resource'] = None; import train; assert train.peak_memory_mib() is None; print('ok')"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr
 
 
 def test_accuracy_rows_split_over_processes_merge_into_one(tmp_path):
     """A row run as seeds 0-1 in one process and seed 2 in another is one 3-seed row, as if run together."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import accuracy
+    from benchmarks import accuracy
 
     def part(seeds, accs, sec):
         return {"x": {"name": "x", "config": {"preset": "best", "seed": seeds[-1]}, "machine": "m", "seeds": seeds,

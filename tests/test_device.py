@@ -36,7 +36,7 @@ def test_gpu_check_on_a_machine_without_cuda_says_so_in_one_line():
 
     from conftest import ROOT
     if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU: run benchmarks/gpu_check.py itself")
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py")], capture_output=True, text=True,
+        pytest.skip("this machine has a GPU: run python -m benchmarks.gpu_check itself")
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and done.stderr.strip() == "gpu_check: no CUDA device here; run it on a GPU machine"

@@ -1,7 +1,5 @@
-import copy
 import io
 import math
-import sys
 from contextlib import redirect_stdout
 
 import pytest
@@ -56,16 +54,22 @@ def test_downsample_reaches_a_equals_8(downsample, conv_strides):
     assert seen == [(2, 48, 8, 8)]  # A = 32 / (2 * 2 * 1) either way
 
 
-def test_maxpool_features_are_conv_bn_relu_pool():
-    """The model pools before its ReLU (cheaper); the result must be the textbook order's."""
+def test_maxpool_features_are_conv_pool_bn_relu_which_differs_from_pooling_last():
+    """The model pools before batch norm and ReLU (4x fewer values to normalise). Once batch norm has
+    statistics and a negative scale, that is another function than the textbook's conv, BN, ReLU, pool."""
     torch.manual_seed(0)
-    net = Net(ModelConfig(downsample="maxpool")).eval()
+    net = Net(ModelConfig(downsample="maxpool"))
+    for bn in net.bns:
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(-1, 1)
+    net.eval()
     x = torch.randn(4, 3, 32, 32)
-    h = x
+    ours, textbook = x, x
     for conv, bn, s in zip(net.convs, net.bns, (2, 2, 1)):
-        h = torch.relu(bn(conv(h)))
-        h = torch.nn.functional.max_pool2d(h, s) if s > 1 else h
-    assert torch.allclose(net.feature_map(x), h, atol=1e-6)
+        ours = torch.relu(bn(torch.nn.functional.max_pool2d(conv(ours), s) if s > 1 else conv(ours)))
+        textbook = torch.relu(bn(conv(textbook)))
+        textbook = torch.nn.functional.max_pool2d(textbook, s) if s > 1 else textbook
+    assert torch.allclose(net.feature_map(x), ours, atol=1e-6)
+    assert not torch.allclose(ours, textbook, atol=1e-3)
 
 
 def test_unknown_downsample_is_rejected():
@@ -90,47 +94,76 @@ def test_blocks_over_positions_attend_64x64_per_image(token_blocks):
     assert all(torch.allclose(m.sum(-1), torch.ones(m.shape[:2]), atol=1e-5) for m in maps)
 
 
-def test_attention_over_positions_is_one_matmul_per_product_not_a_loop_over_tokens():
+def test_training_runs_torchs_fused_attention_once_per_block_and_no_explicit_matmul():
     calls = []
 
     class Count(torch.overrides.TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
-            if func in (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__):
-                calls.append(args[0].shape)
+            if func in (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__,
+                        torch.nn.functional.scaled_dot_product_attention):
+                calls.append(func.__name__)
             return func(*args, **(kwargs or {}))
 
-    block = Net(PRESETS["tokens"]).blocks[0]
-    with Count():
-        block(torch.randn(2, 64, 48))
-    assert calls == [(2, 64, 8), (2, 64, 64)]  # Q K^T and AM V, each over every token at once
+    for preset in ("best", "tokens"):
+        calls.clear()
+        with Count():
+            Net(PRESETS[preset])(torch.randn(2, 3, 32, 32))
+        assert calls == ["scaled_dot_product_attention"] * 4, preset
 
 
-def _variants():
-    from conftest import ROOT
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import variants
-    return variants
-
-
-@pytest.mark.parametrize("variant", ["prenorm", "positions", "prenorm+positions"])
-def test_benchmark_variants_add_no_parameter_and_change_the_output(variant):
+@pytest.mark.parametrize("config", [ModelConfig(), ModelConfig(scale="after"), PRESETS["tokens"],
+                                    ModelConfig(token_blocks=2, positions=True, locality=True, pool="seq")],
+                         ids=["vector", "vector, scale after", "positions", "positions + locality + seq pool"])
+def test_fused_attention_equals_the_written_out_am_v(config):
+    """What trains (scaled_dot_product_attention) is what the maps show: Out(AM V) with AM written out."""
     torch.manual_seed(0)
-    plain = Net(PRESETS["tokens"]).eval()
-    wrapped = _variants().apply(copy.deepcopy(plain), variant)
-    x = torch.randn(2, 3, 32, 32)
-    assert count_parameters(wrapped) == count_parameters(plain) == 26_074
-    assert not torch.allclose(wrapped(x), plain(x))
+    net = Net(config).eval()
+    if config.locality:
+        torch.nn.init.uniform_(net.distance_weight, 0.1, 1.0)  # a live bias, not the zeros it starts from
+    x = torch.randn(3, 3, 32, 32)
+    maps, explicit = net.attention_maps(x), net.feature_map(x).flatten(2).transpose(1, 2)
+    explicit = explicit + net.position_code if config.positions else explicit
+    for i, (block, am) in enumerate(zip(net.blocks, maps)):
+        explicit = net.pool(explicit) if i == config.token_blocks else explicit
+        v = block.qkv(explicit)[2]
+        z = am @ v
+        explicit = explicit + block.out(z.squeeze(-1) if explicit.dim() == 2 else z)
+    logits = net.fc(net.pool(explicit) if explicit.dim() == 3 else explicit)
+    assert torch.allclose(net(x), logits, atol=1e-5)
 
 
 def test_position_code_makes_the_blocks_see_where_a_token_is():
     """Without it, attention over positions then the pool ignore the tokens' order; with it they do not."""
     torch.manual_seed(0)
-    plain = Net(PRESETS["tokens"]).eval()
-    with_positions = _variants().apply(copy.deepcopy(plain), "positions")
+    plain = Net(ModelConfig(token_blocks=4)).eval()
+    with_positions = Net(PRESETS["tokens"]).eval()
+    with_positions.load_state_dict(plain.state_dict())  # the same weights: the code is no parameter
     m = torch.randn(2, 48, 8, 8)
     shuffled = m.flatten(2)[:, :, torch.randperm(64)].reshape(2, 48, 8, 8)
     assert torch.allclose(plain.head(m), plain.head(shuffled), atol=1e-5)
     assert not torch.allclose(with_positions.head(m), with_positions.head(shuffled), atol=1e-3)
+
+
+def test_attention_maps_leave_the_mode_and_the_batch_norm_statistics_alone():
+    torch.manual_seed(0)
+    net = Net().train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(4, 3, 32, 32) * 3 + 1
+    maps = net.attention_maps(x)
+    assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    net.eval()
+    assert all(torch.equal(a, b) for a, b in zip(maps, net.attention_maps(x)))  # eval mode's maps
+
+
+@pytest.mark.parametrize("options,params", [({"pool": "seq"}, 26_123), ({"pool": "seq", "conv_bias": False}, 26_027),
+                                            ({"locality": True}, 26_078), ({"positions": True}, 26_074)])
+def test_options_over_positions_cost_what_they_say(options, params):
+    assert count_parameters(Net(ModelConfig(token_blocks=4, **options))) == params
+
+
+def test_options_over_positions_need_blocks_over_positions():
+    with pytest.raises(ValueError, match="need token_blocks > 0"):
+        ModelConfig(positions=True)
 
 
 @pytest.mark.parametrize("scale,row_sum", [("inside", 1.0), ("after", 1 / math.sqrt(8))])
@@ -180,11 +213,27 @@ def test_logits_shape():
     assert Net()(torch.zeros(3, 3, 32, 32)).shape == (3, 10)
 
 
+LEAVING = {"relu"}  # still a ModelConfig field, on its way out: rows that switch it off are history already
+
+
 def _is_history(row):
-    """A row marked not rebuildable must name the switches that have left the model."""
+    """A row marked not rebuildable must name what has left the code ({name: the value it ran with}): a
+    RunConfig or ModelConfig field, an LR rule check_rule rejects, or a variant of the deleted benchmarks/variants.py."""
+    from conftest import ROOT
+    from train import RunConfig
+    from utils.lr_finder import check_rule
+
     if row.get("rebuildable") is not False:
         return False
-    assert row["removed_switches"] and not set(row["removed_switches"]) & set(ModelConfig.__dataclass_fields__)
+    assert row["removed_switches"], row.get("name")
+    for name, value in row["removed_switches"].items():
+        if name == "lr_rule":
+            with pytest.raises(ValueError, match="unknown LR rule"):
+                check_rule(value)
+        elif name == "variant":
+            assert not (ROOT / "benchmarks" / "variants.py").exists()
+        else:
+            assert name in LEAVING or name not in {*RunConfig.__dataclass_fields__, *ModelConfig.__dataclass_fields__}, name
     return True
 
 
@@ -193,8 +242,9 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
     import json
 
     from conftest import ROOT
-    from train import RunConfig
-    variants = _variants()
+    from train import RunConfig, recipe
+    for e in json.loads((ROOT / "benchmarks" / "experiments.json").read_text()).values():
+        recipe(**e["config"])  # every experiment still runs: each of its settings is in the code
     results = ROOT / "benchmarks" / "results"
     rows = list(json.loads((results / "accuracy.json").read_text()).values())
     rows += [json.loads((results / f).read_text())
@@ -204,10 +254,9 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
             continue
         net_config = ModelConfig.from_dict(row["model_config"])
         assert RunConfig.from_dict(row["config"]).model_config() == net_config, row.get("name")
-        net = variants.apply(Net(net_config), row["variant"]) if "variant" in row else Net(net_config)
-        assert count_parameters(net) == row["params"], row.get("name")
+        assert count_parameters(Net(net_config)) == row["params"], row.get("name")
     others = [*json.loads((results / "signal_flow.json").read_text()).values(),
-              *json.loads((results / "lr_test_spread.json").read_text())["rows"]]
+              *json.loads((results / "lr_test_spread.json").read_text()).values()]
     jobs = json.loads((results / "job_vs_commit.json").read_text())["runs"]
     others += jobs["old"] + jobs["new"]
     speed = json.loads((results / "speed.json").read_text())

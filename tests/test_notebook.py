@@ -69,8 +69,7 @@ def test_notebook_executes_on_a_real_slice(cifar_dir, tmp_path, monkeypatch, pre
     params = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     small = "train_subset=2048, test_subset=1024" if precision == "auto" else "train_subset=512, test_subset=256, batch_size=64"
     nb.cells.insert(params + 1, nbformat.v4.new_code_cell(  # what papermill would inject
-        "from dataclasses import replace\n"
-        f"cfg = replace(cfg, epochs=2, {small}, lr_finder_iters=20, download=False, precision={precision!r})\n"
+        f"QUICK = dict(epochs=2, {small}, lr_finder_iters=20, download=False, precision={precision!r})\n"
         f"OUT, IMAGES, RESULTS = {str(tmp_path / 'run')!r}, {str(tmp_path / 'images')!r}, {str(tmp_path / 'r.json')!r}"))
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
@@ -78,6 +77,27 @@ def test_notebook_executes_on_a_real_slice(cifar_dir, tmp_path, monkeypatch, pre
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 8
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["history"][-1]["epoch"] == 2 and result["data"].startswith("CIFAR-10 (")
+    assert result["tokens"]["history"][-1]["epoch"] == 2 and result["tokens"]["config"]["lr_rule"] == "min/5"
     assert result["precision"] == (precision if precision != "auto" else result["precision"])
-    for png in ("lr_finder.png", "losses.png", "accs.png", "confusion.png", "misclassified.png", "attention.png"):
+    for png in ("lr_finder.png", "losses.png", "accs.png", "confusion.png", "misclassified.png", "attention.png",
+                "presets.png", "attention_positions.png"):
         assert (tmp_path / "images" / png).exists()
+
+
+def test_the_training_loop_the_notebook_quotes_is_train_pys():
+    """The loop shown in the notebook's markdown is the one train.train() runs, line for line."""
+    text = "\n".join(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "markdown")
+    quoted = re.search(r"```python\n(for epoch in .*?)```", text, re.S).group(1)
+    source = (ROOT / "train.py").read_text()
+    lines = [line.strip() for line in quoted.splitlines() if line.strip() and not line.strip().startswith("...")]
+    assert len(lines) >= 3 and all(line in source for line in lines)
+
+
+def test_training_twice_without_resume_is_refused(cifar_dir):
+    """Running the notebook's training cell a second time must not train the trained network on."""
+    import train
+    run = train.setup(train.recipe(train_subset=256, test_subset=128, epochs=1, max_lr=1e-3, device="cpu",
+                                   data_dir=str(cifar_dir), download=False), verbose=False)
+    train.train(run, 1e-3, progress=False, log=lambda line: None)
+    with pytest.raises(ValueError, match="trained already"):
+        train.train(run, 1e-3, progress=False, log=lambda line: None)

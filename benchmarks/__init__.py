@@ -1,0 +1,1 @@
+"""The benchmarks of the ULTIMUS network: run each as `python -m benchmarks.NAME` from the repository root."""

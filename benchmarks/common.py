@@ -1,0 +1,81 @@
+"""What every benchmark shares: where results go, where a figure came from, one way to write it, a timed step.
+
+The scripts run as modules from the repository root:
+
+    python -m benchmarks.accuracy --configs "default, fp32" --seeds 1
+    python -m benchmarks.docs_tables --check
+"""
+import itertools
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from train import machine_name
+from utils.data import data_label
+from utils.device import grad_scaler
+from utils.training import train_epoch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def git_commit():
+    """The short hash of the checked-out commit, or "unknown" without git."""
+    try:
+        done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+
+
+def provenance(device="cpu", data=None):
+    """Where a figure came from: machine, threads, torch version, data, commit and date."""
+    return {"machine": machine_name(torch.device(device)), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "data": data or data_label(), "commit": git_commit(),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def update_json(path, rows, order=()):
+    """Read the JSON object at path (if the file is there), set each key of rows, write it back atomically
+    (indent=1); returns the whole object.
+
+    A key keeps its place in the file; a key new to it goes right after the nearest key listed before it in
+    order (at the end when there is none).
+    """
+    path, order = Path(path), list(order)
+    results = json.loads(path.read_text()) if path.exists() else {}
+    names = list(results)
+    for name in rows:
+        if name not in names:
+            earlier = order[:order.index(name)] if name in order else []
+            names.insert(max((names.index(n) + 1 for n in earlier if n in names), default=len(names)), name)
+    results = {n: rows[n] if n in rows else results[n] for n in names}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, path)
+    return results
+
+
+def images_per_s(model, loader, optimizer, steps, precision="fp32", grad_clip=0.0, warmup=3):
+    """Training throughput of the project's train_epoch: images per second over `steps` steps of loader (begun
+    again where it ends), after `warmup` untimed steps. train_epoch's last read of the loss ends the clock."""
+    stream, seen = itertools.chain.from_iterable(itertools.repeat(loader)), []
+
+    def take(n):
+        for x, y in itertools.islice(stream, n):
+            seen.append(len(y))
+            yield x, y
+
+    kw = dict(precision=precision, scaler=grad_scaler(next(model.parameters()).device, precision),
+              grad_clip=grad_clip, progress=False)
+    if warmup:
+        train_epoch(model, take(warmup), optimizer, **kw)
+    seen.clear()
+    t = time.perf_counter()
+    train_epoch(model, take(steps), optimizer, **kw)
+    return sum(seen) / (time.perf_counter() - t)

@@ -79,3 +79,11 @@ def images_per_s(model, loader, optimizer, steps, precision="fp32", grad_clip=0.
     t = time.perf_counter()
     train_epoch(model, take(steps), optimizer, **kw)
     return sum(seen) / (time.perf_counter() - t)
+
+
+def written_out_forward(self, x, bias=None):
+    """UltimusBlock.forward with AM written out (softmax(QK^T / sqrt 8), then AM V): the arithmetic the blocks
+    had before they used F.scaled_dot_product_attention, to compare against."""
+    q, k, v = self.qkv(x)
+    z = self.weights(q, k, bias) @ v
+    return self.out(z.squeeze(-1) if x.dim() == 2 else z)

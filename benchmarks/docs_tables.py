@@ -1,6 +1,6 @@
-"""The tables in docs/*.md, regenerated from benchmarks/results/*.json (never edited by hand).
+"""The tables in README.md and docs/*.md, regenerated from benchmarks/results/*.json (never edited by hand).
 
-    python -m benchmarks.docs_tables           # rewrite every generated table in docs/
+    python -m benchmarks.docs_tables           # rewrite every generated table in README.md and docs/
     python -m benchmarks.docs_tables --check   # exit 1 if a table differs from its JSON (the tests run this)
 
 A generated table sits between `<!-- table: NAME -->` and `<!-- /table -->` in a docs
@@ -16,6 +16,7 @@ from benchmarks.common import RESULTS, ROOT
 from benchmarks.lr_test_spread import summary
 
 DOCS = ROOT / "docs"
+PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]  # every page with generated tables
 TRAIN_IMAGES = 50_000
 
 
@@ -111,7 +112,32 @@ def speed():
             f"{job['machine']}, {job['date']}.")
 
 
-TABLES = {"ablation": ablation, "lr_spread": lr_spread, "stability": stability, "seeds": seeds, "speed": speed,
+def notebook():
+    """The committed notebook's run: both presets, what each cost."""
+    m = load("notebook_run.json")
+    runs = [("best (attention over the pooled vector)", m["config"]["lr_rule"], m["max_lr"], m["history"], m["train_s"]),
+            ("tokens (attention over the 64 positions)", m["tokens"]["config"]["lr_rule"], m["tokens"]["max_lr"],
+             m["tokens"]["history"], m["tokens"]["train_s"])]
+    rows = [[name, f"**{h[-1]['test_acc']:.2f}**", f"{h[-1]['train_acc']:.2f}", f"{lr:.2e} ({rule})",
+             f"{train_s:.0f} s ({train_s / len(h):.1f} s/epoch)"] for name, rule, lr, h, train_s in runs]
+    return (table(["preset", "test acc (%)", "train acc (%)", "max LR (rule)", "training"], rows)
+            + f"
+
+{len(m['history'])} epochs each, {m['data']}, {m['machine']} ({m['device']}, {m['precision']}); "
+              f"Run all took {m['wall_s'] / 60:.0f} minutes, peak resident memory {m['peak_rss_mib']:,.0f} MiB.")
+
+
+def attention_speed():
+    d = load("attention_speed.json")
+    rows = [[p, f"{d[p]['mean_ms']['written out']:.1f}", f"{d[p]['mean_ms']['fused']:.1f}", f"{d[p]['fused_over_written_out']:.2f}"]
+            for p in ("best", "tokens")]
+    return (table(["preset (batch 128)", "AM written out (ms/step)", "scaled_dot_product_attention (ms/step)", "fused / written out"], rows)
+            + f"
+
+{d['machine']}, {d['best']['precision']}, {d['rounds']} alternating rounds of {d['steps']} steps.")
+
+
+TABLES = {"ablation": ablation, "notebook": notebook, "attention_speed": attention_speed, "lr_spread": lr_spread, "stability": stability, "seeds": seeds, "speed": speed,
           "tokens": tokens}
 MARK = re.compile(r"<!-- table: (\w+) -->\n(?:(?!<!-- table: ).)*?<!-- /table -->", re.S)  # one table, maybe empty
 
@@ -125,7 +151,7 @@ def main(argv=None):
     p.add_argument("--check", action="store_true", help="only check; exit 1 if a table is stale")
     a = p.parse_args(argv)
     stale = []
-    for f in sorted(DOCS.glob("*.md")):
+    for f in PAGES:
         text = f.read_text()
         new = render(text)
         if new != text:

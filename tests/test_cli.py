@@ -81,7 +81,11 @@ def test_run_killed_mid_epoch_resumes_to_the_same_result(cifar_dir, tmp_path, pr
 @pytest.mark.parametrize("args,message", [
     (["--epochs", "0"], "epochs must be a positive integer"),
     (["--batch-size", "-4"], "batch_size must be a positive integer"),
-    (["--max-lr", "-0.1"], "max_lr must be positive"),
+    (["--max-lr", "-0.1"], "max_lr must be >= 0, got -0.1"),
+    (["--epochs", "many"], "option 'epochs' takes an integer, got 'many'"),
+    (["--lr-rule", "min/x"], "unknown LR rule 'min/x'"),
+    (["--warmup-frac", "1.5"], "warmup_frac must be in [0, 1)"),
+    (["--precision", "fp8"], "precision must be one of"),
     (["--augment", "crop,rotate"], "unknown augmentation(s) ['rotate']"),
     (["--model", "dropout=0.1"], "unknown model option(s) ['dropout']"),
     (["--model", "residual=maybe"], "model option 'residual' takes true or false, got 'maybe'"),

@@ -1,0 +1,49 @@
+"""Torch's fused attention against AM written out: the training step of each preset, side by side.
+
+    python -m benchmarks.attention_speed       # writes benchmarks/results/attention_speed.json
+
+The blocks train with F.scaled_dot_product_attention; before, they wrote AM out
+(softmax(QK^T / sqrt 8), then AM V: the same arithmetic, common.written_out_forward). Both run
+here in one process on one machine, alternating, `--rounds` times each: milliseconds per
+training step of the project's own train_epoch (batch 128, clipping as in training).
+"""
+import argparse
+import statistics
+import sys
+from dataclasses import asdict
+
+from benchmarks.common import RESULTS, images_per_s, provenance, update_json, written_out_forward
+from models.model_9 import UltimusBlock
+from train import make_optimizer, recipe, setup
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", default=str(RESULTS / "attention_speed.json"))
+    a = p.parse_args(argv)
+    fused = UltimusBlock.forward
+    result = {}
+    for preset in ("best", "tokens"):
+        run = setup(recipe(preset, download=False), verbose=False)
+        opt = make_optimizer(run, 1e-3)
+        ms = {"fused": [], "written out": []}
+        for _ in range(a.rounds):
+            for name, forward in (("written out", written_out_forward), ("fused", fused)):
+                UltimusBlock.forward = forward
+                ms[name].append(1000 * run.cfg.batch_size / images_per_s(run.model, run.train_loader, opt, a.steps,
+                                                                          run.precision, run.cfg.grad_clip))
+        UltimusBlock.forward = fused
+        mean = {k: statistics.mean(v) for k, v in ms.items()}
+        result[preset] = {"ms_per_step": ms, "mean_ms": mean, "fused_over_written_out": mean["fused"] / mean["written out"],
+                          "precision": run.precision, "batch_size": run.cfg.batch_size,
+                          "model_config": asdict(run.net.config)}
+        print(f"{preset}: fused {mean['fused']:.1f} ms/step, written out {mean['written out']:.1f} "
+              f"({result[preset]['fused_over_written_out']:.2f}x)", flush=True)
+    update_json(a.out, {**provenance("cpu"), "steps": a.steps, "rounds": a.rounds, **result})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,6 +29,7 @@ EXPERIMENTS = json.loads((Path(__file__).parent / "experiments.json").read_text(
 # switches gone from RunConfig, at the values that trained as today's code does: merge() drops them from rows
 # written before they went; any other value leaves the row for the rebuild test to flag
 LEFT = {"final_div": 1000.0, "betas": [0.9, 0.999], "bn_bias_lr_mult": 1.0, "weight_decay": 0.0, "label_smoothing": 0.0}
+LEFT_MODEL = {"relu": True}  # likewise for ModelConfig's fields
 
 
 def run_seed(cfg, name, change):
@@ -56,7 +57,8 @@ def run_seed(cfg, name, change):
 
 def merge(parts):
     """One row from rows of the same experiment run on different seeds (each a results entry)."""
-    parts = sorted(({**r, "config": {k: v for k, v in r["config"].items() if k not in LEFT or LEFT[k] != v}}
+    kept = lambda d, left: {k: v for k, v in d.items() if k not in left or left[k] != v}  # noqa: E731
+    parts = sorted(({**r, "config": kept(r["config"], LEFT), "model_config": kept(r["model_config"], LEFT_MODEL)}
                     for r in parts), key=lambda r: min(r["seeds"] or [1e9]))
     if len({(json.dumps(r["config"] | {"seed": 0}), r["machine"]) for r in parts}) > 1:
         raise SystemExit(f"{parts[0]['name']}: the parts differ in configuration or machine; not merged")

@@ -121,9 +121,7 @@ def notebook():
     rows = [[name, f"**{h[-1]['test_acc']:.2f}**", f"{h[-1]['train_acc']:.2f}", f"{lr:.2e} ({rule})",
              f"{train_s:.0f} s ({train_s / len(h):.1f} s/epoch)"] for name, rule, lr, h, train_s in runs]
     return (table(["preset", "test acc (%)", "train acc (%)", "max LR (rule)", "training"], rows)
-            + f"
-
-{len(m['history'])} epochs each, {m['data']}, {m['machine']} ({m['device']}, {m['precision']}); "
+            + f"\n\n{len(m['history'])} epochs each, {m['data']}, {m['machine']} ({m['device']}, {m['precision']}); "
               f"Run all took {m['wall_s'] / 60:.0f} minutes, peak resident memory {m['peak_rss_mib']:,.0f} MiB.")
 
 
@@ -132,9 +130,7 @@ def attention_speed():
     rows = [[p, f"{d[p]['mean_ms']['written out']:.1f}", f"{d[p]['mean_ms']['fused']:.1f}", f"{d[p]['fused_over_written_out']:.2f}"]
             for p in ("best", "tokens")]
     return (table(["preset (batch 128)", "AM written out (ms/step)", "scaled_dot_product_attention (ms/step)", "fused / written out"], rows)
-            + f"
-
-{d['machine']}, {d['best']['precision']}, {d['rounds']} alternating rounds of {d['steps']} steps.")
+            + f"\n\n{d['machine']}, {d['best']['precision']}, {d['rounds']} alternating rounds of {d['steps']} steps.")
 
 
 TABLES = {"ablation": ablation, "notebook": notebook, "attention_speed": attention_speed, "lr_spread": lr_spread, "stability": stability, "seeds": seeds, "speed": speed,

@@ -19,7 +19,6 @@ CHOICES = {"downsample": ("maxpool", "stride"), "scale": ("inside", "after"), "a
 @dataclass(frozen=True)
 class ModelConfig:
     batch_norm: bool = True  # BatchNorm2d after each conv (192 parameters)
-    relu: bool = True  # ReLU after each conv (and its batch norm)
     residual: bool = True  # X = X + UltimusBlock(X) instead of X = UltimusBlock(X)
     strides: tuple = (2, 2, 1)  # downsampling after each conv: A = 32 / product; changes no parameter
     downsample: str = "maxpool"  # "maxpool": stride-1 convs, pooled before BN and ReLU; "stride": strided convs
@@ -137,7 +136,7 @@ class Net(nn.Module):
             x = conv(x)
             x = self.pools[i](x) if self.pools and self.config.strides[i] > 1 else x  # BN, ReLU then see 4x fewer values
             x = self.bns[i](x) if self.bns else x
-            x = F.relu(x) if self.config.relu else x
+            x = F.relu(x)
         return x
 
     def pool(self, tokens):

@@ -213,7 +213,7 @@ def test_logits_shape():
     assert Net()(torch.zeros(3, 3, 32, 32)).shape == (3, 10)
 
 
-LEAVING = {"relu"}  # still a ModelConfig field, on its way out: rows that switch it off are history already
+LEAVING = set()  # fields still in the code but on their way out (none)
 
 
 def _is_history(row):

@@ -290,7 +290,7 @@ def plot_attention_maps(run, image_dir, show=False, titles=None):
 
 
 def report(run, image_dir, show=False):
-    """Per-class accuracy, confusion matrix, misclassified images, attention maps.
+    """Per-class accuracy, confusion matrix, misclassified images.
 
     Returns {"per_class_acc": {class: %}, "test_acc_flip_tta": % with test-time flip averaging}.
     """
@@ -304,7 +304,6 @@ def report(run, image_dir, show=False):
     wrong = (preds != labels).nonzero().flatten()[:20].cpu()
     plots.plot_gallery(run.test_images[wrong], labels[wrong].tolist(), preds[wrong].tolist(), CLASSES,
                        d / "misclassified.png", show)
-    plot_attention_maps(run, d, show, titles=[f"{CLASSES[labels[i]]} (pred {CLASSES[preds[i]]})" for i in range(4)])
     return {"per_class_acc": dict(zip(CLASSES, (100 * cm.diag().float() / cm.sum(1).clamp(min=1)).tolist())),
             "test_acc_flip_tta": 100 * (tta.argmax(1) == labels).float().mean().item()}
 
@@ -368,6 +367,7 @@ def train_and_report(cfg, out_dir="runs/latest", resume=False, progress=True, im
     if images:
         plot_training(r, history, lr_result, out)
         analysis = report(r, out)
+        plot_attention_maps(r, out)
     metrics = metrics_of(r, history, max_lr, lr_result, time.perf_counter() - t0, analysis)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print(f"final test accuracy {metrics['final_test_acc']:.2f}% after {len(history['epochs'])} epochs; "

@@ -40,3 +40,15 @@ def test_gpu_check_on_a_machine_without_cuda_says_so_in_one_line():
     done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and done.stderr.strip() == "gpu_check: no CUDA device here; run it on a GPU machine"
+
+
+def test_machine_name_closes_the_file_it_reads():
+    import gc
+    import warnings
+
+    from train import machine_name
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert machine_name(torch.device("cpu"))
+        gc.collect()
+    assert not [w for w in seen if issubclass(w.category, ResourceWarning)]

@@ -242,7 +242,7 @@ def plot_position_attention(images, maps, titles, queries, path=None, show=False
         for col, ((r, c), b) in enumerate(((q, b) for q in queries for b in range(k)), 1):
             ax = axes[i, col]
             ax.imshow(img)
-            im = ax.imshow(rows[i][col - 1], cmap="RdBu_r", norm=norm, alpha=0.65, interpolation="nearest",
+            im = ax.imshow(rows[i][col - 1], cmap="RdBu_r", norm=norm, alpha=0.8, interpolation="nearest",
                            extent=(-0.5, w - 0.5, h - 0.5, -0.5))
             ax.plot((c + 0.5) * scale - 0.5, (r + 0.5) * scale - 0.5, "k+", ms=10, mew=2)
             if i == 0:

@@ -199,14 +199,15 @@ def train(run, max_lr, out_dir=None, resume=False, progress=True, log=print):
     With out_dir, a checkpoint is saved there after each epoch and resume=True continues from it
     (without resume, one left there by another run is removed first).
     """
-    if run.trained and not resume:
-        raise ValueError("this network has been trained already: build a fresh one with setup(cfg), "
-                         "or continue from the checkpoint with resume=True")
+    path = Path(out_dir) / "checkpoint.pt" if out_dir else None
+    if run.trained and not (resume and path and path.exists()):  # it would train the trained network on
+        raise ValueError("this network has been trained already: build a fresh one with setup(cfg)"
+                         + ("" if resume else ", or continue from its checkpoint with resume=True"))
     run.trained = True
+    ckpt = Checkpoint(path, run.resume_settings(), resume) if path else None
     optimizer = make_optimizer(run, max_lr)
     scheduler = one_cycle_scheduler(optimizer, max_lr, run.cfg.epochs, len(run.train_loader), run.cfg.warmup_frac)
     scaler = grad_scaler(run.device, run.precision)
-    ckpt = Checkpoint(Path(out_dir) / "checkpoint.pt", run.resume_settings(), resume) if out_dir else None
     history = {"epochs": [], "step_lrs": [], "epoch_seconds": []}
     if ckpt and ckpt.exists():
         history = ckpt.load(run.net, optimizer, scheduler, scaler)

@@ -93,11 +93,15 @@ def test_the_training_loop_the_notebook_quotes_is_train_pys():
     assert len(lines) >= 3 and all(line in source for line in lines)
 
 
-def test_training_twice_without_resume_is_refused(cifar_dir):
+def test_training_twice_without_resume_is_refused_and_keeps_the_checkpoint(cifar_dir, tmp_path):
     """Running the notebook's training cell a second time must not train the trained network on."""
     import train
     run = train.setup(train.recipe(train_subset=256, test_subset=128, epochs=1, max_lr=1e-3, device="cpu",
                                    data_dir=str(cifar_dir), download=False), verbose=False)
-    train.train(run, 1e-3, progress=False, log=lambda line: None)
-    with pytest.raises(ValueError, match="trained already"):
-        train.train(run, 1e-3, progress=False, log=lambda line: None)
+    train.train(run, 1e-3, out_dir=tmp_path, progress=False, log=lambda line: None)
+    with pytest.raises(ValueError, match="trained already.*resume=True"):
+        train.train(run, 1e-3, out_dir=tmp_path, progress=False, log=lambda line: None)
+    assert (tmp_path / "checkpoint.pt").exists()  # the refused call deleted nothing
+    lines = []
+    train.train(run, 1e-3, out_dir=tmp_path, resume=True, progress=False, log=lines.append)  # what RESUME = True does
+    assert lines == [f"resumed from {tmp_path / 'checkpoint.pt'} after epoch 1"]  # nothing left to train

@@ -219,12 +219,11 @@ def train(run, max_lr, out_dir=None, resume=False, progress=True, log=print):
         try:
             tr = train_epoch(run.model, run.train_loader, optimizer, scheduler, precision=run.precision, scaler=scaler,
                              grad_clip=run.cfg.grad_clip, progress=progress)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, DivergenceError) as e:  # say which epoch, and what this run's checkpoint holds
             kept = f"; the checkpoint after epoch {epoch - 1} is {ckpt.path}" if ckpt and ckpt.exists() else ""
+            if isinstance(e, DivergenceError):
+                raise DivergenceError(f"epoch {epoch}: {e}{kept}") from None
             raise Interrupted(f"interrupted in epoch {epoch}{kept}") from None
-        except DivergenceError as e:
-            kept = f"; the checkpoint after epoch {epoch - 1} is {ckpt.path}" if ckpt and ckpt.exists() else ""
-            raise DivergenceError(f"epoch {epoch}: {e}{kept}") from None
         te = evaluate(run.model, run.test_loader, precision=run.precision)
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "test_loss": te["loss"],
                "test_acc": te["acc"], "lr": tr["lrs"][-1]}

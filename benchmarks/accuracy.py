@@ -58,8 +58,8 @@ def run_seed(cfg, name, change):
 def merge(parts):
     """One row from rows of the same experiment run on different seeds (each a results entry)."""
     kept = lambda d, left: {k: v for k, v in d.items() if k not in left or left[k] != v}  # noqa: E731
-    parts = sorted(({**r, "config": kept(r["config"], LEFT), "model_config": kept(r["model_config"], LEFT_MODEL)}
-                    for r in parts), key=lambda r: min(r["seeds"] or [1e9]))
+    parts = sorted(({**r, "config": kept(r["config"], LEFT)} | ({"model_config": kept(r["model_config"], LEFT_MODEL)}
+                    if "model_config" in r else {}) for r in parts), key=lambda r: min(r["seeds"] or [1e9]))
     if len({(json.dumps(r["config"] | {"seed": 0}), r["machine"]) for r in parts}) > 1:
         raise SystemExit(f"{parts[0]['name']}: the parts differ in configuration or machine; not merged")
     row = dict(parts[0])

@@ -125,6 +125,19 @@ def notebook():
               f"Run all took {m['wall_s'] / 60:.0f} minutes, peak resident memory {m['peak_rss_mib']:,.0f} MiB.")
 
 
+def presets():
+    """Each preset as it is now, over seeds (accuracy.json)."""
+    acc, rows = load("accuracy.json"), []
+    for preset, name in (("best (the default)", "default, fp32"), ("tokens", "tokens preset, min/5"),
+                         ("reference", "reference, batch 128, safe rule + clipping")):
+        r = acc[name]
+        train = [h[-1]["train_acc"] for h in r["histories"]]
+        rows.append([preset, f"**{acc_cell(r)}**", len(r["seeds"]), f"{min(train):.1f}-{max(train):.1f}",
+                     f"{min(r['max_lr']):.2e}-{max(r['max_lr']):.2e}", r["config"]["precision"], r["machine"]])
+    return (table(["preset", "test acc (%)", "seeds", "train acc, last epoch (%)", "max LR", "precision", "machine"], rows)
+            + "\n\n24 epochs, CIFAR-10 (local JPEG-derived copy); rows of `accuracy.json`.")
+
+
 def attention_speed():
     d = load("attention_speed.json")
     rows = [[p, f"{d[p]['mean_ms']['written out']:.1f}", f"{d[p]['mean_ms']['fused']:.1f}", f"{d[p]['fused_over_written_out']:.2f}"]
@@ -133,7 +146,7 @@ def attention_speed():
             + f"\n\n{d['machine']}, {d['best']['precision']}, {d['rounds']} alternating rounds of {d['steps']} steps.")
 
 
-TABLES = {"ablation": ablation, "notebook": notebook, "attention_speed": attention_speed, "lr_spread": lr_spread, "stability": stability, "seeds": seeds, "speed": speed,
+TABLES = {"ablation": ablation, "notebook": notebook, "presets": presets, "attention_speed": attention_speed, "lr_spread": lr_spread, "stability": stability, "seeds": seeds, "speed": speed,
           "tokens": tokens}
 MARK = re.compile(r"<!-- table: (\w+) -->\n(?:(?!<!-- table: ).)*?<!-- /table -->", re.S)  # one table, maybe empty
 

@@ -46,3 +46,24 @@ def test_readme_links_every_doc_and_stays_a_front_page():
     readme = (ROOT / "README.md").read_text()
     assert all(f"docs/{f.name}" in readme for f in (ROOT / "docs").glob("*.md"))
     assert len(readme.splitlines()) <= 260
+
+
+def test_every_option_a_benchmark_script_documents_is_one_it_accepts(capsys):
+    """A benchmark's docstring that names --some-flag its command line lacks sends its reader to an error."""
+    import ast
+    import importlib
+
+    checked = 0
+    for f in sorted((ROOT / "benchmarks").glob("*.py")):
+        doc = ast.get_docstring(ast.parse(f.read_text())) or ""
+        named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", doc))
+        module = importlib.import_module(f"benchmarks.{f.stem}")
+        if not named or not hasattr(module, "main"):
+            continue
+        with pytest.raises(SystemExit):
+            module.main(["--help"])
+        usage, _, rest = capsys.readouterr().out.partition("\n\n")  # then the description: the docstring itself
+        accepted = set(re.findall(r"--[a-z][a-z0-9-]+", usage + rest.partition("options:")[2]))
+        assert named <= accepted, f"{f.name} documents {sorted(named - accepted)}, which it does not accept"
+        checked += 1
+    assert checked >= 5

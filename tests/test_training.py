@@ -312,3 +312,18 @@ def test_health_names_a_run_at_chance_and_one_degrading_and_nothing_in_a_healthy
     assert health(good, 10) == {}
     bad = good + [{"epoch": 5, "train_loss": 2.5, "train_acc": 20, "test_acc": 20}] * 2
     assert list(health(bad, 10)) == ["degrading"] and "in epoch 4" in health(bad, 10)["degrading"]
+
+
+def test_the_logged_test_loss_is_the_plain_cross_entropy_of_the_predictions():
+    """The test loss in the log is comparable across recipes: no label smoothing or other training term in it."""
+    from utils.training import evaluate
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(12, 10)
+    batches = [(torch.randn(16, 12), torch.randint(0, 10, (16,))) for _ in range(3)]
+    got = evaluate(model, batches)
+    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    with torch.no_grad():
+        logits = model(x)
+    assert got["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    assert got["acc"] == pytest.approx(100 * (logits.argmax(1) == y).float().mean().item())

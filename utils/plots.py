@@ -295,8 +295,9 @@ def plot_position_code(code, side, path=None, show=False):
                 title=f"position code ({code.shape[0]} x {code.shape[1]})")
     axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.colorbar(im, ax=axes[0], label="code value")
+    low = float((unit @ unit.T).min())  # the least alike two positions are: the bottom of the similarity scale
     for ax, (name, (r, c)) in zip(axes[1:], picks.items()):
-        im = ax.imshow((unit @ unit[r * side + c]).reshape(side, side), cmap="RdBu_r", vmin=-1, vmax=1)
+        im = ax.imshow((unit @ unit[r * side + c]).reshape(side, side), cmap="viridis", vmin=min(low, 0.999), vmax=1)
         ax.plot(c, r, "k*", ms=12, mfc="yellow")
         ax.set(xlabel="col", ylabel="row", title=f"{name} ({r},{c}) vs every position")
     fig.colorbar(im, ax=list(axes[1:]), label="cosine similarity of the codes")

@@ -6,7 +6,7 @@
 
 Each candidate trains the network with the notebook's code (train_epoch) for the first
 --epochs epochs of the 24-epoch one-cycle schedule, at the max LR that the rule "min/2"
-suggests for the seed (4.35e-2 for seed 20261202 in fp32: its warm-up passes the LRs where
+suggests for the seed (3.87e-2 for seed 20261202 in fp32: its warm-up passes the LRs where
 the default blows up), unless the candidate sets its own rule. After every step (train_epoch's
 on_step) it records: the LR, the loss, the RMS of the residual stream entering each block,
 the largest attention logit |q_i k_j| / sqrt(8) in each block, and the gradient norms of the

@@ -60,7 +60,7 @@ class RunConfig:
     lr_finder_iters: int = 100  # steps of the LR range test
     warmup_frac: float = 5 / 24  # the share of the steps that warm the LR up to its peak (5 of 24 epochs)
     grad_clip: float = 1.0  # gradients scaled down to at most this total norm before each step (0: off)
-    augment: tuple = ("flip",)  # any of "crop" or "crop2" (+-4 or +-2 pixels), "flip", "cutout" (utils/data.py)
+    augment: tuple = ("flip",)  # any of "crop" or "crop2" (+-4 or +-2 pixels), "flip" or "altflip", "cutout" (utils/data.py)
     train_subset: int = 0  # 0: all 50,000 training images; N: the first N (quick runs)
     test_subset: int = 0  # 0: all 10,000 test images; N: the first N
     seed: int = 0  # seeds the model's initialisation and the data order
@@ -174,7 +174,7 @@ def find_max_lr(run, out_dir=None, resume=False, progress=True):
         if result.get("settings") == run.resume_settings():
             return result
     result = find_lr(run.model, make_optimizer(run, 1e-5), torch.nn.functional.cross_entropy, run.train_loader,
-                     device=run.device, precision=run.precision, num_iter=run.cfg.lr_finder_iters,
+                     precision=run.precision, num_iter=run.cfg.lr_finder_iters,
                      rule=run.cfg.lr_rule, progress=progress)
     result["settings"] = run.resume_settings()
     if saved:
@@ -219,12 +219,12 @@ def train(run, max_lr, out_dir=None, resume=False, progress=True, log=print):
         try:
             tr = train_epoch(run.model, run.train_loader, optimizer, scheduler, precision=run.precision, scaler=scaler,
                              grad_clip=run.cfg.grad_clip, progress=progress)
+            te = evaluate(run.model, run.test_loader, precision=run.precision)
         except (KeyboardInterrupt, DivergenceError) as e:  # say which epoch, and what this run's checkpoint holds
             kept = f"; the checkpoint after epoch {epoch - 1} is {ckpt.path}" if ckpt and ckpt.exists() else ""
             if isinstance(e, DivergenceError):
                 raise DivergenceError(f"epoch {epoch}: {e}{kept}") from None
             raise Interrupted(f"interrupted in epoch {epoch}{kept}") from None
-        te = evaluate(run.model, run.test_loader, precision=run.precision)
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "test_loss": te["loss"],
                "test_acc": te["acc"], "lr": tr["lrs"][-1]}
         history["epochs"].append(row)
@@ -364,10 +364,14 @@ def train_and_report(cfg, out_dir="runs/latest", resume=False, progress=True, im
         print(f"LR range test: suggested max LR {max_lr:.3e} (rule {cfg.lr_rule}); steepest slope at {lr_result['steepest'] or 0:.3e}")
     history = train(r, max_lr, out, resume=resume, progress=progress)
     analysis = None
-    if images:
-        plot_training(r, history, lr_result, out)
-        analysis = report(r, out)
-        plot_attention_maps(r, out)
+    try:
+        if images:
+            plot_training(r, history, lr_result, out)
+            analysis = report(r, out)
+            plot_attention_maps(r, out)
+    except KeyboardInterrupt:  # training is done and saved: --resume goes straight to the figures
+        raise Interrupted(f"interrupted after training, while drawing its figures; the checkpoint after epoch "
+                          f"{len(history['epochs'])} is {out / 'checkpoint.pt'}") from None
     metrics = metrics_of(r, history, max_lr, lr_result, time.perf_counter() - t0, analysis)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print(f"final test accuracy {metrics['final_test_acc']:.2f}% after {len(history['epochs'])} epochs; "

@@ -60,7 +60,7 @@ def merge(parts):
     kept = lambda d, left: {k: v for k, v in d.items() if k not in left or left[k] != v}  # noqa: E731
     parts = sorted(({**r, "config": kept(r["config"], LEFT)} | ({"model_config": kept(r["model_config"], LEFT_MODEL)}
                     if "model_config" in r else {}) for r in parts), key=lambda r: min(r["seeds"] or [1e9]))
-    if len({(json.dumps(r["config"] | {"seed": 0}), r["machine"]) for r in parts}) > 1:
+    if len({(json.dumps(r["config"] | {"seed": 0}), r["machine"], r.get("cpu_capability")) for r in parts}) > 1:
         raise SystemExit(f"{parts[0]['name']}: the parts differ in configuration or machine; not merged")
     row = dict(parts[0])
     row["max_lr_by_seed"] = {k: v for r in parts for k, v in r.get("max_lr_by_seed", {}).items()}

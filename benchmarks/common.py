@@ -33,8 +33,10 @@ def git_commit():
 
 
 def provenance(device="cpu", data=None):
-    """Where a figure came from: machine, threads, torch version, data, commit and date."""
-    return {"machine": machine_name(torch.device(device)), "threads": torch.get_num_threads(),
+    """Where a figure came from: machine (and on a CPU the instruction set torch's kernels use), threads, torch
+    version, data, commit and date."""
+    isa = {"cpu_capability": torch.backends.cpu.get_cpu_capability()} if torch.device(device).type == "cpu" else {}
+    return {"machine": machine_name(torch.device(device)), **isa, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "data": data or data_label(), "commit": git_commit(),
             "date": time.strftime("%Y-%m-%d")}
 

@@ -11,7 +11,7 @@ import json
 import re
 import sys
 
-from benchmarks.accuracy import markdown
+from benchmarks.accuracy import markdown, removed
 from benchmarks.common import RESULTS, ROOT
 from benchmarks.lr_test_spread import summary
 
@@ -67,7 +67,8 @@ def stability():
                     f"{last['grad_norm']['blocks']:.0f}, largest logit {max(first['max_logit']):.0f} -> {max(last['max_logit']):.0f}")
         else:
             what = f"survived {len(r['epochs'])} epochs: test {r['epochs'][-1]['test_acc']:.2f}%"
-        rows.append([r.get("preset", "best"), r["name"], r["seed"], f"{r['max_lr']:.2e}", what])
+        name = r["name"] if r.get("rebuildable") is not False else f"{r['name']} (not rebuildable: {removed(r)} removed)"
+        rows.append([r.get("preset", "best"), name, r["seed"], f"{r['max_lr']:.2e}", what])
     r = results[0]
     return (table(["preset", "candidate (one change to min/2, no clipping)", "seed", "max LR", "first epochs of 24"], rows)
             + f"\n\n{r['precision']}, {r['machine']}, {r['data']}.")

@@ -181,3 +181,7 @@ def test_accuracy_rows_split_over_processes_merge_into_one(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps(other))
     with pytest.raises(SystemExit, match="differ in configuration or machine"):
         accuracy.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(out)])
+    other["x"].update(machine="m", cpu_capability="AVX512")  # same CPU name, another instruction set (AVX2 vs AVX512)
+    (tmp_path / "c.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="differ in configuration or machine"):
+        accuracy.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(out)])

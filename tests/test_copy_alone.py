@@ -32,7 +32,7 @@ torch.manual_seed(0)
 batches = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(30)]
 model = torch.nn.Linear(4, 3)
 r = find_lr(model, torch.optim.Adam(model.parameters()), torch.nn.functional.cross_entropy, batches,
-            device="cpu", num_iter=30, progress=False)
+            num_iter=30, progress=False)
 assert len(r["lrs"]) == 30 and r["suggested"] > 0
 """,
     "training.py": """

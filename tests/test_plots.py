@@ -122,11 +122,11 @@ def test_find_lr_returns_the_landmarks():
     batches = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(30)]
     model = torch.nn.Linear(4, 3)
     r = find_lr(model, torch.optim.Adam(model.parameters()), torch.nn.functional.cross_entropy, batches,
-                device="cpu", num_iter=30, progress=False)
+                num_iter=30, progress=False)
     assert r["bound"] in ("minimum / 2", f"divergence / {SAFE_DIV}", f"highest LR tested / {SAFE_DIV}")
     assert r["loss_min_lr"] in r["lrs"] and (r["diverged_lr"] is None) == (not r["diverged"])
     with pytest.raises(ValueError, match="unknown LR rule"):  # before the test runs
-        find_lr(model, None, None, [], device="cpu", rule="div/40")
+        find_lr(model, None, None, [], rule="div/40")
 
 
 def test_compare_legend_sits_below_the_curves(tmp_path):

@@ -190,8 +190,8 @@ def test_resuming_in_another_precision_is_refused_naming_it(cifar_dir, tmp_path)
 def test_fp16_with_a_live_scaler_trains_and_finds_an_lr(cifar_dir):
     """The T4's path (fp16 autocast + GradScaler + fused Adam), run on the CPU."""
     run = recipe.setup(small_cfg(cifar_dir, precision="fp16", epochs=2, **FP16_SMALL), verbose=False)
-    res = find_lr(run.model, recipe.make_optimizer(run, 1e-5), F.cross_entropy, run.train_loader, device=run.device,
-                  precision="fp16", end_lr=1e-1, num_iter=12, progress=False)
+    res = find_lr(run.model, recipe.make_optimizer(run, 1e-5), F.cross_entropy, run.train_loader,
+                  precision="fp16", lr_range=(1e-5, 1e-1), num_iter=12, progress=False)
     assert len(res["lrs"]) == 12 and all(math.isfinite(v) for v in res["losses"]) and res["suggested"] > 0
     optimizer = recipe.make_optimizer(run, 5e-3)
     scheduler = one_cycle_scheduler(optimizer, 5e-3, 2, len(run.train_loader))
@@ -219,8 +219,8 @@ def test_lr_finder_suggests_and_restores_model_and_optimizer(cifar_dir):
     run = recipe.setup(small_cfg(cifar_dir), verbose=False)
     opt = recipe.make_optimizer(run, 1e-3)
     before = {k: v.clone() for k, v in run.model.state_dict().items()}
-    res = find_lr(run.model, opt, F.cross_entropy, run.train_loader, device=run.device, precision=run.precision,
-                  end_lr=1e-2, num_iter=30, progress=False)
+    res = find_lr(run.model, opt, F.cross_entropy, run.train_loader, precision=run.precision,
+                  lr_range=(1e-5, 1e-2), num_iter=30, progress=False)
     assert len(res["lrs"]) == 30 and not res["diverged"]
     assert 1e-5 <= res["suggested"] <= 1 and math.isfinite(res["steepest"])
     assert all(torch.equal(before[k], v) for k, v in run.model.state_dict().items())
@@ -230,7 +230,7 @@ def test_lr_finder_suggests_and_restores_model_and_optimizer(cifar_dir):
 def test_lr_finder_stops_early_on_divergence(cifar_dir):
     run = recipe.setup(small_cfg(cifar_dir), verbose=False)
     res = find_lr(run.model, recipe.make_optimizer(run, 1e-3), F.cross_entropy, run.train_loader,
-                  device=run.device, precision=run.precision, start_lr=1e-2, end_lr=1e6, num_iter=100, progress=False)
+                  precision=run.precision, lr_range=(1e-2, 1e6), num_iter=100, progress=False)
     assert res["diverged"] and len(res["lrs"]) < 100
     assert res["suggested"] < 1e3
 
@@ -287,6 +287,30 @@ def test_a_new_run_into_a_used_folder_never_points_at_the_old_runs_checkpoint(ci
     with pytest.raises(recipe.Interrupted) as e:
         recipe.train(second, 5e-3, out_dir=tmp_path, progress=False)
     assert str(e.value) == "interrupted in epoch 1" and not (tmp_path / CHECKPOINT).exists()
+
+
+def test_ctrl_c_while_evaluating_names_the_last_checkpoint_this_run_wrote(cifar_dir, tmp_path):
+    """The stop button pressed during epoch 2's test pass: the message says epoch 2 and offers epoch 1's checkpoint."""
+    run = recipe.setup(small_cfg(cifar_dir, epochs=3), verbose=False)
+
+    def stop(out):
+        raise KeyboardInterrupt
+    run.model = FailingAt(run.model, 2 * len(run.train_loader) + len(run.test_loader) + 1, stop)  # epoch 2's first test batch
+    with pytest.raises(recipe.Interrupted, match=r"^interrupted in epoch 2; the checkpoint after epoch 1 is .*checkpoint.pt$"):
+        recipe.train(run, 5e-3, out_dir=tmp_path, progress=False)
+
+
+def test_ctrl_c_while_drawing_the_figures_offers_resume_which_skips_to_them(cifar_dir, tmp_path, monkeypatch):
+    cfg = small_cfg(cifar_dir, epochs=1, train_subset=256, test_subset=256)
+
+    def stop(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(recipe, "plot_training", stop)
+    with pytest.raises(recipe.Interrupted, match=r"after training.*checkpoint after epoch 1 is .*checkpoint.pt$"):
+        recipe.train_and_report(cfg, tmp_path, progress=False)
+    monkeypatch.undo()
+    metrics = recipe.train_and_report(cfg, tmp_path, resume=True, progress=False)
+    assert len(metrics["history"]) == 1 and (tmp_path / "metrics.json").exists()
 
 
 def test_a_checkpoint_saves_and_restores_without_a_scheduler(tmp_path):

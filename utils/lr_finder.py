@@ -3,7 +3,7 @@
 Needs: torch, torch-lr-finder (and tqdm, which it uses). Nothing here is CIFAR-specific;
 copy it alone into another project.
 
-find_lr raises the LR exponentially from start_lr to end_lr, one batch a step, records
+find_lr raises the LR exponentially over lr_range, one batch a step, records
 the smoothed loss, stops early when the loss diverges (5x its best, or NaN), then
 restores the model and optimizer as they were.
 
@@ -64,7 +64,7 @@ def check_rule(rule):
 def _finite(lrs, losses):
     pts = [(lr, l) for lr, l in zip(lrs, losses) if math.isfinite(l)]
     if len(pts) < 3:
-        raise ValueError("the LR range test has fewer than 3 finite points; lower start_lr or raise num_iter")
+        raise ValueError("the LR range test has fewer than 3 finite points; start lr_range lower or raise num_iter")
     return pts
 
 
@@ -121,22 +121,23 @@ def _bar(progress):
         _tlf.tqdm = original
 
 
-def find_lr(model, optimizer, criterion, loader, *, device, precision="fp32", start_lr=1e-5, end_lr=1.0,
-            num_iter=100, rule="safe", progress=True):
+def find_lr(model, optimizer, criterion, loader, *, precision="fp32", lr_range=(1e-5, 1.0), num_iter=100, rule="safe",
+            progress=True):
     """Run the range test; return {"lrs", "losses", "suggested", "steepest", "diverged"} and read_curve's keys.
 
-    model and optimizer are restored afterwards. loader: any iterable of (x, y) batches.
+    model and optimizer are restored afterwards; the test runs on the model's device. loader: any iterable of
+    (x, y) batches. lr_range: the first and the last LR of the sweep.
     precision "bf16"/"fp16" runs it under autocast (fp16 with a gradient scaler), as training does.
     """
     check_rule(rule)  # before the test, not after it
-    dev = torch.device(device)
+    dev = next(model.parameters()).device
     amp = {} if precision == "fp32" else {
         "amp_backend": "torch", "grad_scaler": torch.amp.GradScaler(dev.type, enabled=precision == "fp16"),
         "amp_config": {"device_type": dev.type, "dtype": {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]}}
     finder = LRFinder(model, optimizer, _finite_loss(criterion), device=dev, **amp)
     with contextlib.redirect_stdout(io.StringIO()), _bar(progress):  # silence its "see the graph" prints
         try:
-            finder.range_test(TrainDataLoaderIter(loader), start_lr=start_lr, end_lr=end_lr,
+            finder.range_test(TrainDataLoaderIter(loader), start_lr=lr_range[0], end_lr=lr_range[1],
                               num_iter=num_iter, step_mode="exp", diverge_th=5)
         except _Diverged:
             pass

@@ -185,3 +185,21 @@ def test_accuracy_rows_split_over_processes_merge_into_one(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps(other))
     with pytest.raises(SystemExit, match="differ in configuration or machine"):
         accuracy.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(out)])
+
+
+def test_the_range_test_takes_no_random_number_so_a_fixed_lr_row_can_skip_it(cifar_dir, monkeypatch):
+    """accuracy.py skips the range test when a row fixes its max LR; the random stream that training then sees is
+    the same as after a range test, because the test restores the model and draws nothing from the generators."""
+    from benchmarks import accuracy
+    cfg = recipe.recipe(train_subset=256, test_subset=128, epochs=1, device="cpu", data_dir=str(cifar_dir),
+                        download=False, lr_finder_iters=5)
+    run = recipe.setup(cfg, verbose=False)
+    before = torch.get_rng_state()
+    recipe.find_max_lr(run, progress=False)
+    assert torch.equal(torch.get_rng_state(), before)
+
+    def no_range_test(*a, **k):
+        raise AssertionError("the range test ran for a row with a fixed max LR")
+    monkeypatch.setattr(accuracy, "find_max_lr", no_range_test)
+    row = accuracy.run_seed(recipe.recipe(**{**cfg.__dict__, "max_lr": 1e-3}), "fixed", "c")
+    assert row["max_lr"] == [1e-3] and len(row["histories"][0]) == 1

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from benchmarks.common import RESULTS, provenance, update_json
+from benchmarks.common import RESULTS, machine, provenance, update_json
 from models import count_parameters
 from train import find_max_lr, recipe, setup, train
 from utils.training import DivergenceError
@@ -89,12 +89,12 @@ def markdown(results):
         name = r["name"] if r.get("rebuildable") is not False else f"{r['name']} (not rebuildable: {removed(r)} removed)"
         if not r["seeds"]:  # every seed stopped by the divergence check
             lines.append(f"| {name} | {r['change']} | {r['params']:,} | {len(r['stopped'])} | stopped: diverged | - | "
-                         f"{statistics.mean(r['max_lr']):.2e} | {r['machine']} | {r['data']} |")
+                         f"{statistics.mean(r['max_lr']):.2e} | {machine(r)} | {r['data']} |")
             continue
         acc = f"{r['mean']:.2f} +- {r['std']:.2f}" if len(r["seeds"]) > 1 else f"{r['mean']:.2f} (1 seed)"
         acc += f" ({len(r['stopped'])} more stopped: diverged)" if r.get("stopped") else ""
         lines.append(f"| {name} | {r['change']} | {r['params']:,} | {len(r['seeds'])} | {acc} | "
-                     f"{r['sec_per_epoch']:.1f} | {statistics.mean(r['max_lr']):.2e} | {r['machine']} | {r['data']} |")
+                     f"{r['sec_per_epoch']:.1f} | {statistics.mean(r['max_lr']):.2e} | {machine(r)} | {r['data']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -41,6 +41,11 @@ def provenance(device="cpu", data=None):
             "date": time.strftime("%Y-%m-%d")}
 
 
+def machine(row):
+    """A result's machine as the tables print it: the CPU's name, with its instruction set where recorded."""
+    return row["machine"] + (f" ({row['cpu_capability']})" if row.get("cpu_capability") else "")
+
+
 def update_json(path, rows, order=()):
     """Read the JSON object at path (if the file is there), set each key of rows, write it back atomically
     (indent=1); returns the whole object.

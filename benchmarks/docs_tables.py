@@ -12,7 +12,7 @@ import re
 import sys
 
 from benchmarks.accuracy import markdown, removed
-from benchmarks.common import RESULTS, ROOT
+from benchmarks.common import RESULTS, ROOT, machine
 from benchmarks.lr_test_spread import summary
 
 DOCS = ROOT / "docs"
@@ -84,7 +84,7 @@ def seeds():
         cells = [(f"{s}: {by_seed[s]:.2f}" if s in by_seed else f"{s}: diverged")
                  + (f" ({lr[str(s)]:.2e})" if str(s) in lr else "") for s in seeds_all]
         lrs = f"{min(r['max_lr']):.2e}-{max(r['max_lr']):.2e}"
-        out.append([name, len(seeds_all), acc_cell(r), lrs, "; ".join(cells), r["machine"]])
+        out.append([name, len(seeds_all), acc_cell(r), lrs, "; ".join(cells), machine(r)])
     return table(["row", "seeds", "test acc (%)", "max LR", "per seed: test acc (max LR)", "machine"], out)
 
 
@@ -96,7 +96,7 @@ def tokens():
         rows.append([name, len(r["seeds"]), acc_cell(r), ", ".join(f"{a:.2f}" for a in r["test_acc"]),
                      f"{min(r['max_lr']):.2e}-{max(r['max_lr']):.2e}",
                      "-".join(f"{f(h[-1]['train_acc'] for h in r['histories']):.1f}" for f in (min, max)),
-                     f"{r['sec_per_epoch']:.1f}", r["machine"]])
+                     f"{r['sec_per_epoch']:.1f}", machine(r)])
     return table(["row", "seeds", "test acc (%)", "per seed", "max LR", "train acc, last epoch (%)", "s/epoch", "machine"], rows)
 
 
@@ -136,7 +136,7 @@ def presets():
         r = acc[name]
         train = [h[-1]["train_acc"] for h in r["histories"]]
         rows.append([preset, f"**{acc_cell(r)}**", len(r["seeds"]), f"{min(train):.1f}-{max(train):.1f}",
-                     f"{min(r['max_lr']):.2e}-{max(r['max_lr']):.2e}", r["config"]["precision"], r["machine"]])
+                     f"{min(r['max_lr']):.2e}-{max(r['max_lr']):.2e}", r["config"]["precision"], machine(r)])
     return (table(["preset", "test acc (%)", "seeds", "train acc, last epoch (%)", "max LR", "precision", "machine"], rows)
             + "\n\n24 epochs, CIFAR-10 (local JPEG-derived copy); rows of `accuracy.json`.")
 
@@ -146,7 +146,7 @@ def attention_speed():
     rows = [[p, f"{d[p]['mean_ms']['written out']:.1f}", f"{d[p]['mean_ms']['fused']:.1f}", f"{d[p]['fused_over_written_out']:.2f}"]
             for p in ("best", "tokens", "tokens, 16 x 16 map") if p in d]
     return (table(["network (batch 128)", "AM written out (ms/step)", "scaled_dot_product_attention (ms/step)", "fused / written out"], rows)
-            + f"\n\n{d['machine']}, {d['best']['precision']}, {d['rounds']} alternating rounds of {d['steps']} steps.")
+            + f"\n\n{machine(d)}, {d['best']['precision']}, {d['rounds']} alternating rounds of {d['steps']} steps.")
 
 
 TABLES = {"ablation": ablation, "notebook": notebook, "presets": presets, "attention_speed": attention_speed, "lr_spread": lr_spread, "stability": stability, "seeds": seeds, "speed": speed,

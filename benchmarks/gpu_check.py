@@ -56,14 +56,20 @@ def syncs_in_steps(steps=2 * SYNC_EVERY):
             train_epoch(run.model, run.train_loader, opt, **kw)
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message).lower()]
+    syncs = host_syncs(str(w.message) for w in caught)
     return {"steps": steps, "expected_reads": steps // SYNC_EVERY, "sync_warnings": len(syncs), "first": syncs[:5]}
+
+
+def host_syncs(messages):
+    """The warnings that report a sync, first lines only; the debug mode's notice that it is a prototype is none."""
+    return [m.splitlines()[0] for m in messages if "called a synchronizing" in m]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(RESULTS / "gpu_check.json"))
     p.add_argument("--skip-tests", action="store_true", help="leave out the test suite (part 1)")
+    p.add_argument("--note", default="", help="how the data or the machine differ from the usual run, kept in the file")
     a = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; run it on a GPU machine", file=sys.stderr)
@@ -76,6 +82,7 @@ def main(argv=None):
     if not a.skip_tests:
         parts.insert(0, ("tests", test_suite))
     update_json(a.out, {**provenance("cuda"), "capability": list(torch.cuda.get_device_capability()), "tests": "skipped",
+                        **({"note": a.note} if a.note else {}),
                         **{key: "not run yet" for key, _ in parts}})  # no part of an earlier run stays
     for key, part in parts:
         result = part()

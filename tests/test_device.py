@@ -52,3 +52,11 @@ def test_machine_name_closes_the_file_it_reads():
         assert machine_name(torch.device("cpu"))
         gc.collect()
     assert not [w for w in seen if issubclass(w.category, ResourceWarning)]
+
+
+def test_gpu_check_counts_host_syncs_not_the_debug_modes_notice():
+    from benchmarks.gpu_check import host_syncs
+    caught = ["Synchronization debug mode is a prototype feature and does not yet detect all synchronizing operations "
+              "(Triggered internally at Module.cpp:1003.)",
+              "called a synchronizing CUDA operation (Triggered internally at CUDAFunctions.cpp:162.)\nstack"]
+    assert host_syncs(caught) == ["called a synchronizing CUDA operation (Triggered internally at CUDAFunctions.cpp:162.)"]

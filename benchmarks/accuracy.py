@@ -64,6 +64,8 @@ def merge(parts):
         raise SystemExit(f"{parts[0]['name']}: the parts differ in configuration or machine; not merged")
     row = dict(parts[0])
     row["max_lr_by_seed"] = {k: v for r in parts for k, v in r.get("max_lr_by_seed", {}).items()}
+    row["sec_per_epoch_by_seed"] = {k: v for r in parts for k, v in (r.get("sec_per_epoch_by_seed") or (
+        {str(r["seeds"][0]): r["sec_per_epoch"]} if len(r["seeds"]) == 1 else {})).items()}  # a one-seed part: its own
     for key in ("seeds", "test_acc", "max_lr", "histories", "stopped"):
         row[key] = [x for r in parts for x in r.get(key, [])]
     secs = [r["sec_per_epoch"] for r in parts for _ in r["seeds"]]

@@ -177,6 +177,7 @@ def test_accuracy_rows_split_over_processes_merge_into_one(tmp_path):
     row = json.loads(out.read_text())["x"]
     assert row["seeds"] == [0, 1, 2] and row["test_acc"] == [76.0, 77.0, 78.0]
     assert row["mean"] == 77.0 and row["std"] == 1.0 and row["sec_per_epoch"] == 7.0
+    assert row["sec_per_epoch_by_seed"] == {"2": 9.0}  # a one-seed part's own time; a two-seed mean is not split
     other = part([3], [70.0], 6.0)
     other["x"]["machine"] = "another"
     (tmp_path / "c.json").write_text(json.dumps(other))

@@ -44,7 +44,8 @@ def peak_memory_mib():
 RECIPES = {
     "best": {},  # RunConfig's defaults
     "reference": {},
-    "tokens": {"lr_rule": "min/5"},  # attention over positions trains best at a lower max LR (docs/attention_over_positions.md)
+    # attention over positions trains best at a lower max LR, with +-2-pixel shifts (docs/attention_over_positions.md)
+    "tokens": {"lr_rule": "min/5", "augment": ("crop2", "flip")},
 }
 
 
@@ -407,7 +408,8 @@ def parser():
     for f in fields(RunConfig):
         default = f.default if f.default_factory is MISSING else f.default_factory()
         flag = "--" + f.name.replace("_", "-")
-        shown = ",".join(default) if f.type is tuple else f"{default:.4g}" if f.type is float else default or repr(default)
+        show = lambda v: ",".join(v) if f.type is tuple else f"{v:.4g}" if f.type is float else str(v or repr(v))  # noqa: E731
+        shown = "; ".join([show(default)] + [f"--preset {k}: {show(r[f.name])}" for k, r in RECIPES.items() if f.name in r])
         text = f"{comments.get(f.name, '')} (default: {shown})".replace("%", "%%")
         if f.type is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)

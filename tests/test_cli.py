@@ -107,6 +107,17 @@ def test_bad_options_get_one_line_errors(args, message, capsys, cifar_dir, tmp_p
     assert not (tmp_path / "run").exists()  # nothing written for a run that cannot start
 
 
+def test_help_names_what_a_preset_changes_and_the_command_line_trains_it(capsys):
+    """--help lists each preset's own settings beside the defaults, and --preset tokens gets them with no other flag."""
+    with pytest.raises(SystemExit):
+        recipe.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: safe; --preset tokens: min/5)" in text and "(default: flip; --preset tokens: crop2,flip)" in text
+    cfg = recipe.config_from_args(recipe.parser().parse_args(["--preset", "tokens"]))
+    assert (cfg.lr_rule, cfg.augment) == ("min/5", ("crop2", "flip"))
+    assert recipe.config_from_args(recipe.parser().parse_args(["--preset", "tokens", "--augment", "flip"])).augment == ("flip",)
+
+
 def test_missing_data_folder_gets_one_line_error(tmp_path, capsys):
     code = recipe.main(["--data-dir", str(tmp_path / "nowhere"), "--no-download", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err

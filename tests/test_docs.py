@@ -67,3 +67,17 @@ def test_every_option_a_benchmark_script_documents_is_one_it_accepts(capsys):
         assert named <= accepted, f"{f.name} documents {sorted(named - accepted)}, which it does not accept"
         checked += 1
     assert checked >= 5
+
+
+def test_the_presets_table_quotes_each_preset_as_its_recipe_trains_it():
+    """README's table of presets cites one accuracy row each: that row must have trained the preset's recipe as it is."""
+    import json
+
+    from benchmarks.docs_tables import PRESET_ROWS
+    from train import recipe
+    rows = json.loads((ROOT / "benchmarks" / "results" / "accuracy.json").read_text())
+    assert set(PRESET_ROWS) == {"best", "tokens", "reference"}
+    for preset, name in PRESET_ROWS.items():
+        ran = rows[name]["config"]
+        now = recipe(preset, precision=ran["precision"], seed=ran["seed"], compile=ran["compile"]).resume_settings()
+        assert ran == now, (preset, {k: (v, now[k]) for k, v in ran.items() if now[k] != v})

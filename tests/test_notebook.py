@@ -78,6 +78,7 @@ def test_notebook_executes_on_a_real_slice(cifar_dir, tmp_path, monkeypatch, pre
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["history"][-1]["epoch"] == 2 and result["data"].startswith("CIFAR-10 (")
     assert result["tokens"]["history"][-1]["epoch"] == 2 and result["tokens"]["config"]["lr_rule"] == "min/5"
+    assert result["tokens"]["config"]["augment"] == ["crop2", "flip"] and result["config"]["augment"] == ["flip"]
     assert result["precision"] == (precision if precision != "auto" else result["precision"])
     for png in ("lr_finder.png", "losses.png", "accs.png", "confusion.png", "misclassified.png", "attention.png",
                 "presets.png", "attention_positions.png"):

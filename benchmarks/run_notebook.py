@@ -1,6 +1,6 @@
 """Execute the notebook in place, as it is committed: every cell run, outputs kept.
 
-    python -m benchmarks.run_notebook      # ~2-4 minutes on a 2-core CPU; writes images/ and notebook_run.json too
+    python -m benchmarks.run_notebook      # writes images/ and notebook_run.json too (its wall_s: what it took)
 
 Progress bars are Jupyter widgets while the notebook runs (live in Jupyter and Colab). A
 saved widget shows as a frozen "0%| 0/390" line where widgets do not run (GitHub,

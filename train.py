@@ -401,6 +401,11 @@ def _field_comments():
     return {m[1]: m[2] for m in (re.match(r"\s+(\w+): \w+ = .*?  # (.*)$", line) for line in lines) if m}
 
 
+def _shown(value, kind):
+    """A setting as --help prints it: a tuple joined by commas, a float in 4 digits."""
+    return ",".join(value) if kind is tuple else f"{value:.4g}" if kind is float else str(value or repr(value))
+
+
 def parser():
     """The command line: one option per RunConfig field (its type, default and comment), then the run's own."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -408,8 +413,8 @@ def parser():
     for f in fields(RunConfig):
         default = f.default if f.default_factory is MISSING else f.default_factory()
         flag = "--" + f.name.replace("_", "-")
-        show = lambda v: ",".join(v) if f.type is tuple else f"{v:.4g}" if f.type is float else str(v or repr(v))  # noqa: E731
-        shown = "; ".join([show(default)] + [f"--preset {k}: {show(r[f.name])}" for k, r in RECIPES.items() if f.name in r])
+        shown = "; ".join([_shown(default, f.type)]
+                          + [f"--preset {k}: {_shown(r[f.name], f.type)}" for k, r in RECIPES.items() if f.name in r])
         text = f"{comments.get(f.name, '')} (default: {shown})".replace("%", "%%")
         if f.type is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)

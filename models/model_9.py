@@ -29,6 +29,8 @@ class ModelConfig:
     pool: str = "avg"  # how the tokens become X: "avg" (global average) or "seq" (learned weights, 49 parameters)
     conv_bias: bool = True  # biases in the convs (batch norm cancels them: 96 parameters)
     locality: bool = False  # over positions, logits - w * distance between the two positions; one learned w a block
+    heads: int = 1  # over positions, the 8 query, key and value features split into this many heads (no parameter)
+    rel_bias: bool = False  # over positions, a learned logit bias per row offset and per column offset (30 a block)
 
     def __post_init__(self):
         check_types(self, "model option", CHOICES)
@@ -37,8 +39,10 @@ class ModelConfig:
             raise ValueError(f"model option 'strides' takes three positive integers that divide 32, got {self.strides}")
         if not 0 <= self.token_blocks <= 4 or (self.token_blocks and self.attention == "batch"):
             raise ValueError(f"token_blocks must be 0-4 (and 0 with attention 'batch'), got {self.token_blocks}")
-        if (self.positions or self.pool == "seq" or self.locality) and not self.token_blocks:
-            raise ValueError("positions, locality and pool 'seq' act on the tokens: they need token_blocks > 0")
+        if (self.positions or self.pool == "seq" or self.locality or self.rel_bias or self.heads > 1) and not self.token_blocks:
+            raise ValueError("positions, locality, rel_bias, heads and pool 'seq' act on the tokens: they need token_blocks > 0")
+        if self.heads not in (1, 2, 4, 8):
+            raise ValueError(f"model option 'heads' takes 1, 2, 4 or 8 (it splits 8 features), got {self.heads}")
 
     @classmethod
     def from_dict(cls, d):
@@ -67,16 +71,22 @@ def sincos_positions(side, dim=48):
 class UltimusBlock(nn.Module):
     """K, Q, V = FC(X); AM = softmax(Q K^T) over tokens; Out(AM V)."""
 
-    def __init__(self, dim=48, kqv_dim=8, scale="inside", attention="sample"):
+    def __init__(self, dim=48, kqv_dim=8, scale="inside", attention="sample", heads=1):
         super().__init__()
         self.k, self.q, self.v = (nn.Linear(dim, kqv_dim) for _ in range(3))  # 48 -> 8 each, made in this order
         self.out = nn.Linear(kqv_dim, dim)  # 8 -> 48
-        self.scale, self.attention, self.inv_sqrt_d = scale, attention, 1 / math.sqrt(kqv_dim)
+        self.heads = heads
+        self.scale, self.attention, self.inv_sqrt_d = scale, attention, 1 / math.sqrt(kqv_dim // heads)
 
     def qkv(self, x):
-        """x (B, 48): the 8 numbers become 8 tokens of width 1, (B, 8, 1) each; x (B, T, 48): (B, T, 8) each."""
+        """x (B, 48): the 8 numbers become 8 tokens of width 1, (B, 8, 1) each; x (B, T, 48): (B, T, 8) each,
+        or (B, H, T, 8 / H) with H > 1 heads."""
         k, q, v = self.k(x), self.q(x), self.v(x)  # in this order: autograd sums x's gradient in the same order
-        return (q.unsqueeze(-1), k.unsqueeze(-1), v.unsqueeze(-1)) if x.dim() == 2 else (q, k, v)
+        if x.dim() == 2:
+            return q.unsqueeze(-1), k.unsqueeze(-1), v.unsqueeze(-1)
+        if self.heads == 1:
+            return q, k, v
+        return tuple(t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))
 
     def weights(self, q, k, bias=None):
         """AM from q and k, written out: (B, 8, 8) over the vector's numbers, (B, T, T) over positions."""
@@ -89,9 +99,10 @@ class UltimusBlock(nn.Module):
         return F.softmax(logits, dim=-1) * self.inv_sqrt_d  # rows sum to 1/sqrt(8)
 
     def attention_matrix(self, x, bias=None):
-        """AM for x (bias, if given, is added to the scaled logits)."""
+        """AM for x (bias, if given, is added to the scaled logits); over positions, the mean over the heads."""
         q, k, _ = self.qkv(x)
-        return self.weights(q, k, bias)
+        am = self.weights(q, k, bias)
+        return am.mean(1) if am.dim() == 4 else am  # (B, 8, 8) or (B, T, T)
 
     def forward(self, x, bias=None):
         """x (B, 48) -> (B, 48), or x (B, T, 48) -> (B, T, 48): Out(AM V), with torch's fused attention."""
@@ -102,6 +113,7 @@ class UltimusBlock(nn.Module):
             z = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.inv_sqrt_d)
         else:  # softmax(QK^T) / sqrt 8, then V: the division moves past the (linear) product
             z = F.scaled_dot_product_attention(q, k, v, scale=1.0) * self.inv_sqrt_d
+        z = z.transpose(1, 2).flatten(2) if z.dim() == 4 else z  # heads side by side again: (B, T, 8)
         return self.out(z.squeeze(-1) if x.dim() == 2 else z)  # (B, 48) or (B, T, 48)
 
 
@@ -118,7 +130,8 @@ class Net(nn.Module):
         self.bns = nn.ModuleList(nn.BatchNorm2d(n) for n in chans[1:]) if c.batch_norm else None
         self.pools = nn.ModuleList(nn.MaxPool2d(s) for s in c.strides) if c.downsample == "maxpool" else None
         self.gap = nn.AvgPool2d(side)  # (B, 48, A, A) -> (B, 48, 1, 1)
-        self.blocks = nn.ModuleList(UltimusBlock(48, 8, c.scale, c.attention) for _ in range(4))
+        self.blocks = nn.ModuleList(UltimusBlock(48, 8, c.scale, c.attention, c.heads if i < c.token_blocks else 1)
+                                    for i in range(4))
         self.seq_pool = nn.Linear(48, 1) if c.pool == "seq" else None  # one score per token
         self.fc = nn.Linear(48, 10)
         if c.positions:  # a fixed code, not a parameter, and not saved with the weights
@@ -127,6 +140,11 @@ class Net(nn.Module):
             self.distance_weight = nn.Parameter(torch.zeros(c.token_blocks))
             rc = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij"), -1).flatten(0, 1).float()
             self.register_buffer("distance", torch.cdist(rc, rc), persistent=False)  # (A*A, A*A), in pixels of the map
+        if c.rel_bias:  # a learned logit bias for each row offset and each column offset between two positions
+            self.rel_table = nn.Parameter(torch.zeros(c.token_blocks, 2, 2 * side - 1))  # (n, 2, 2A - 1)
+            r, cc = torch.arange(side).repeat_interleave(side), torch.arange(side).repeat(side)  # each token's row, col
+            self.register_buffer("rel_index", torch.stack([r[None] - r[:, None], cc[None] - cc[:, None]]) + side - 1,
+                                 persistent=False)  # (2, A*A, A*A): the offsets from query s to key t, from 0
 
     def feature_map(self, x):
         """Images (B, 3, 32, 32) -> conv3's map (B, 48, A, A)."""
@@ -155,12 +173,20 @@ class Net(nn.Module):
                 x = x + self.position_code  # every token learns where it is
             for i, block in enumerate(self.blocks):
                 x = self.pool(x) if i == self.config.token_blocks else x  # X (B, 48)
-                bias = -self.distance_weight[i] * self.distance if self.config.locality and x.dim() == 3 else None
+                bias = self.position_bias(i) if x.dim() == 3 else None
                 if maps is not None:
                     maps.append(block.attention_matrix(x, bias))  # written out only where it is drawn
                 out = block(x, bias)
                 x = x + out if self.config.residual else out
             return self.fc(self.pool(x) if x.dim() == 3 else x)  # (B, 10)
+
+    def position_bias(self, i):
+        """What block i adds to its logits over positions: (A*A, A*A), or None."""
+        bias = -self.distance_weight[i] * self.distance if self.config.locality else None
+        if self.config.rel_bias:
+            rel = self.rel_table[i, 0][self.rel_index[0]] + self.rel_table[i, 1][self.rel_index[1]]  # (A*A, A*A)
+            bias = rel if bias is None else bias + rel
+        return bias
 
     def forward(self, x):
         return self.head(self.feature_map(x))

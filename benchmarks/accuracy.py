@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from benchmarks.common import RESULTS, machine, provenance, update_json
+from benchmarks.common import LEFT_MODEL, RESULTS, machine, provenance, update_json
 from models import count_parameters
 from train import find_max_lr, recipe, setup, train
 from utils.training import DivergenceError
@@ -29,7 +29,6 @@ EXPERIMENTS = json.loads((Path(__file__).parent / "experiments.json").read_text(
 # switches gone from RunConfig, at the values that trained as today's code does: merge() drops them from rows
 # written before they went; any other value leaves the row for the rebuild test to flag
 LEFT = {"final_div": 1000.0, "betas": [0.9, 0.999], "bn_bias_lr_mult": 1.0, "weight_decay": 0.0, "label_smoothing": 0.0}
-LEFT_MODEL = {"relu": True}  # likewise for ModelConfig's fields
 
 
 def run_seed(cfg, name, change):

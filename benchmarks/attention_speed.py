@@ -17,7 +17,7 @@ from benchmarks.common import RESULTS, images_per_s, provenance, update_json, wr
 from models.model_9 import UltimusBlock
 from train import make_optimizer, recipe, setup
 
-CASES = {"best": {"preset": "best"}, "tokens": {"preset": "tokens"},
+CASES = {"default": {"preset": "default"}, "tokens": {"preset": "tokens"},
          # 256 tokens: conv3 and the blocks on a 16 x 16 map (one max pool instead of two), no parameter added
          "tokens, 16 x 16 map": {"preset": "tokens", "model": {"strides": [2, 1, 1]}}}
 

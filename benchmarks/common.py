@@ -14,13 +14,25 @@ from pathlib import Path
 
 import torch
 
-from train import machine_name
+from analysis import machine_name
 from utils.data import data_label
 from utils.device import grad_scaler
 from utils.training import train_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+RENAMED = {"best": "default"}  # preset names that rows recorded before a rename still carry
+# ModelConfig fields gone from the code, at the values that built the network today's code builds without them
+LEFT_MODEL = {"relu": True, "pool": "avg", "locality": False}
+
+
+def as_today(config, model_config=None):
+    """A recorded row's config (and model_config) as today's code reads them: old preset names renamed, fields
+    that have left the code dropped where they held the value that changes nothing."""
+    config = config | {"preset": RENAMED.get(config.get("preset"), config.get("preset"))}
+    if model_config is None:
+        return config
+    return config, {k: v for k, v in model_config.items() if k not in LEFT_MODEL or LEFT_MODEL[k] != v}
 
 
 def git_commit():

@@ -12,7 +12,7 @@ import re
 import sys
 
 from benchmarks.accuracy import markdown, removed
-from benchmarks.common import RESULTS, ROOT, machine
+from benchmarks.common import RESULTS, ROOT, as_today, machine
 from benchmarks.lr_test_spread import summary
 
 DOCS = ROOT / "docs"
@@ -68,7 +68,7 @@ def stability():
         else:
             what = f"survived {len(r['epochs'])} epochs: test {r['epochs'][-1]['test_acc']:.2f}%"
         name = r["name"] if r.get("rebuildable") is not False else f"{r['name']} (not rebuildable: {removed(r)} removed)"
-        rows.append([r.get("preset", "best"), name, r["seed"], f"{r['max_lr']:.2e}", what])
+        rows.append([as_today({"preset": r.get("preset", "best")})["preset"], name, r["seed"], f"{r['max_lr']:.2e}", what])
     r = results[0]
     return (table(["preset", "candidate (one change to min/2, no clipping)", "seed", "max LR", "first epochs of 24"], rows)
             + f"\n\n{r['precision']}, {r['machine']}, {r['data']}.")
@@ -129,7 +129,7 @@ def notebook():
 
 
 # the accuracy.json row that stands for each preset as its recipe trains it now (a test checks the match)
-PRESET_ROWS = {"best": "default, fp32", "tokens": "tokens preset, min/5 + crop2, AMD EPYC AVX512",
+PRESET_ROWS = {"default": "default, fp32", "tokens": "tokens preset, min/5 + crop2, AMD EPYC AVX512",
                "reference": "reference, batch 128, safe rule + clipping"}
 
 
@@ -137,7 +137,6 @@ def presets():
     """Each preset as it is now, over seeds (accuracy.json)."""
     acc, rows = load("accuracy.json"), []
     for preset, name in PRESET_ROWS.items():
-        preset = "best (the default)" if preset == "best" else preset
         r = acc[name]
         train = [h[-1]["train_acc"] for h in r["histories"]]
         rows.append([preset, f"**{acc_cell(r)}**", len(r["seeds"]), f"{min(train):.1f}-{max(train):.1f}",

@@ -55,7 +55,7 @@ def reading(preset, precision, seed):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--presets", nargs="+", default=["best"])
+    p.add_argument("--presets", nargs="+", default=["default"])
     p.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 (and the seed %d)" % STRESS_SEED)
     p.add_argument("--no-stress-seed", action="store_true", help="leave out the seed %d" % STRESS_SEED)
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])

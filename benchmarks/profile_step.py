@@ -23,12 +23,12 @@ from torch.profiler import profile
 
 from benchmarks.common import RESULTS, images_per_s, provenance, update_json
 from train import make_optimizer, recipe, setup
-from utils.device import autocast
+from utils.training import autocast
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", default="best")
+    p.add_argument("--preset", default="default")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--compile", action="store_true", help="profile the torch.compile'd model")
     p.add_argument("--parts", action="store_true", help="time the step's parts instead (eager)")

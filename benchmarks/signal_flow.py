@@ -16,7 +16,8 @@ from dataclasses import asdict
 import torch
 
 from benchmarks.common import RESULTS, provenance, update_json
-from models import PRESETS, Net
+from models import Net
+from train import PRESETS
 from utils.data import Loader, load_cifar10
 
 
@@ -44,9 +45,9 @@ def main(argv=None):
     x, y = load_cifar10(train=False, download=False)
     batch = next(iter(Loader(x[:256], y[:256], 256)))[0]
     result = {}
-    for name in ("reference", "best"):
+    for name in ("reference", "default"):
         torch.manual_seed(0)
-        net = Net(PRESETS[name]).eval()
+        net = Net(PRESETS[name]["model"]).eval()
         pooled, blocks, logit_spread = trace(net, batch)
         result[name] = {"model_config": asdict(net.config), "pooled_x_spread_across_images": pooled, "blocks": blocks,
                         "logit_spread_across_images": logit_spread, **provenance()}

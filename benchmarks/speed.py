@@ -22,8 +22,8 @@ from dataclasses import asdict
 import torch
 
 from benchmarks.common import RESULTS, images_per_s, provenance, update_json
-from models import PRESETS, Net
-from train import RunConfig
+from models import Net
+from train import PRESETS, RunConfig
 from utils.data import MEAN, STD, Loader, load_cifar10
 from utils.device import optimizer_kwargs, pick_device, precision_for, set_seed
 
@@ -84,7 +84,7 @@ def ours(device, x_train, y_train, preset, batch_size, steps, variants=("ours", 
         cl = name != "ours_nchw"
         set_seed(0)
         loader = Loader(x_train, y_train, batch_size, train=True, augment=("flip",), device=device, channels_last=cl)
-        net = Net(PRESETS[preset]).to(device)
+        net = Net(PRESETS[preset]["model"]).to(device)
         net = net.to(memory_format=torch.channels_last) if cl else net
         model = torch.compile(net) if name == "ours_compiled" else net
         opt = torch.optim.Adam(net.parameters(), lr=1e-3, **optimizer_kwargs(device))
@@ -107,33 +107,33 @@ def main(argv=None):
     x_train, y_train = load_cifar10(train=True, download=False)
     precision = precision_for(device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
-    fwd, train_flops = model_flops(PRESETS["reference"])
+    fwd, train_flops = model_flops(PRESETS["reference"]["model"])
     peak = matmul_gflops(device, dtype)
     print(f"{precision} matmul: {peak:.0f} GFLOP/s; reference preset: {fwd / 1e6:.1f} MFLOP forward, "
           f"{train_flops / 1e6:.1f} MFLOP per training image", flush=True)
     set_seed(0)
-    ref_model = Net(PRESETS["reference"]).to(device)  # the reference pipeline: fp32, NCHW, plain Adam, no clipping
+    ref_model = Net(PRESETS["reference"]["model"]).to(device)  # the reference pipeline: fp32, NCHW, plain Adam, no clipping
     ref_opt = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
     speed = {"reference": images_per_s(ref_model, reference_loader(x_train, y_train), ref_opt, a.steps),
              **ours(device, x_train, y_train, "reference", 256, a.steps, variants=("ours", "ours_compiled"))}
     best_ours = max(speed["ours"], speed["ours_compiled"])
     model_gflops = best_ours * train_flops / 1e9
-    default = ours(device, x_train, y_train, "best", 128, a.steps * 2)
-    best_train = model_flops(PRESETS["best"])[1]
+    default = ours(device, x_train, y_train, "default", 128, a.steps * 2)
+    best_train = model_flops(PRESETS["default"]["model"])[1]
     print(f"images/s: reference {speed['reference']:.0f}, ours {speed['ours']:.0f}, "
           f"ours compiled {speed['ours_compiled']:.0f}; model {model_gflops:.0f} GFLOP/s = "
           f"{100 * model_gflops / peak:.0f}% of matmul", flush=True)
     result = {
         **provenance(device), "device": str(device), "platform": platform.platform(), "batch_size": 256,
         "model": "reference preset", "grad_clip_ours": CLIP,
-        "model_config": asdict(PRESETS["reference"]),
+        "model_config": asdict(PRESETS["reference"]["model"]),
         "precision_ours": precision, "precision_reference": "fp32",
         "images_per_s": {k: speed[k] for k in ("reference", "ours", "ours_compiled")},
         "ratio": speed["ours"] / speed["reference"], "ratio_compiled": speed["ours_compiled"] / speed["reference"],
         "compile_s": speed["compile_s"], "matmul_gflops": peak,
         "model_mflop_forward": fwd / 1e6, "model_mflop_train_step_per_image": train_flops / 1e6,
         "model_gflops": model_gflops, "utilisation": model_gflops / peak,
-        "default_network": {"preset": "best", "model_config": asdict(PRESETS["best"]), "batch_size": 128,
+        "default_network": {"preset": "default", "model_config": asdict(PRESETS["default"]["model"]), "batch_size": 128,
                             "precision": precision,
                             "ms_per_step": {k: 1000 * 128 / v for k, v in default.items() if k != "compile_s"},
                             "compile_s": default["compile_s"], "model_mflop_train_step_per_image": best_train / 1e6,

@@ -63,7 +63,7 @@ def tracer(run, optimizer):
     return rows, on_step
 
 
-def run_candidate(name, seed, precision, epochs, stress_lr, preset="best"):
+def run_candidate(name, seed, precision, epochs, stress_lr, preset="default"):
     changes = CANDIDATES[name]
     cfg = recipe(preset, seed=seed, precision=precision, download=False, **{**BEFORE, **changes})
     run = setup(cfg, verbose=False)
@@ -75,8 +75,8 @@ def run_candidate(name, seed, precision, epochs, stress_lr, preset="best"):
     for epoch in range(1, epochs + 1):
         run.train_loader.set_epoch(epoch)
         try:
-            tr = train_epoch(run.model, run.train_loader, optimizer, scheduler, precision=run.precision,
-                             grad_clip=cfg.grad_clip, progress=False, on_step=on_step)
+            tr = train_epoch(run.model, run.train_loader, optimizer, scheduler, grad_clip=cfg.grad_clip,
+                             precision=run.precision, progress=False, on_step=on_step)
         except DivergenceError as e:
             stopped = str(e)
             break
@@ -96,7 +96,7 @@ def run_candidate(name, seed, precision, epochs, stress_lr, preset="best"):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), help=f"among {list(CANDIDATES)}")
-    p.add_argument("--preset", default="best", help="best, or tokens (the blocks over positions)")
+    p.add_argument("--preset", default="default", help="default, or tokens (the blocks over positions)")
     p.add_argument("--seed", type=int, default=20261202)
     p.add_argument("--precision", default="fp32")
     p.add_argument("--epochs", type=int, default=8, help="epochs of the 24-epoch schedule (the peak is after 5)")

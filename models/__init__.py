@@ -1,7 +1,7 @@
 """The ULTIMUS attention network of EVA8 session 9."""
-from .model_9 import PRESETS, ModelConfig, Net, UltimusBlock
+from .model_9 import ModelConfig, Net, UltimusBlock
 
-__all__ = ["PRESETS", "ModelConfig", "Net", "UltimusBlock", "count_parameters"]
+__all__ = ["ModelConfig", "Net", "UltimusBlock", "count_parameters"]
 
 
 def count_parameters(model):

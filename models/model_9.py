@@ -12,8 +12,7 @@ import torch.nn.functional as F
 
 from .checks import check_types, from_dict
 
-CHOICES = {"downsample": ("maxpool", "stride"), "scale": ("inside", "after"), "attention": ("sample", "batch"),
-           "pool": ("avg", "seq")}
+CHOICES = {"downsample": ("maxpool", "stride"), "scale": ("inside", "after"), "attention": ("sample", "batch")}
 
 
 @dataclass(frozen=True)
@@ -26,9 +25,7 @@ class ModelConfig:
     attention: str = "sample"  # "sample": one AM per image; "batch": the published Q.T @ K bug, one AM per batch
     token_blocks: int = 0  # how many of the 4 blocks attend over the A*A positions, before the pool
     positions: bool = False  # add ViT's fixed 2-D sine-cosine position code to the tokens (no parameter)
-    pool: str = "avg"  # how the tokens become X: "avg" (global average) or "seq" (learned weights, 49 parameters)
     conv_bias: bool = True  # biases in the convs (batch norm cancels them: 96 parameters)
-    locality: bool = False  # over positions, logits - w * distance between the two positions; one learned w a block
     heads: int = 1  # over positions, the 8 query, key and value features split into this many heads (no parameter)
     rel_bias: bool = False  # over positions, a learned logit bias per row offset and per column offset (30 a block)
 
@@ -39,23 +36,16 @@ class ModelConfig:
             raise ValueError(f"model option 'strides' takes three positive integers that divide 32, got {self.strides}")
         if not 0 <= self.token_blocks <= 4 or (self.token_blocks and self.attention == "batch"):
             raise ValueError(f"token_blocks must be 0-4 (and 0 with attention 'batch'), got {self.token_blocks}")
-        if (self.positions or self.pool == "seq" or self.locality or self.rel_bias or self.heads > 1) and not self.token_blocks:
-            raise ValueError("positions, locality, rel_bias, heads and pool 'seq' act on the tokens: they need token_blocks > 0")
+        if (self.positions or self.rel_bias or self.heads > 1) and not self.token_blocks:
+            raise ValueError("positions, rel_bias and heads act on the tokens: they need token_blocks > 0")
+        if self.rel_bias and self.scale == "after":
+            raise ValueError("rel_bias is added to the logits inside the softmax: it needs scale 'inside'")
         if self.heads not in (1, 2, 4, 8):
             raise ValueError(f"model option 'heads' takes 1, 2, 4 or 8 (it splits 8 features), got {self.heads}")
 
     @classmethod
     def from_dict(cls, d):
         return from_dict(cls, d, "model option")
-
-
-PRESETS = {
-    # the course write-up's network: 25,882 parameters, no BN, no residual, A = 32
-    "reference": ModelConfig(batch_norm=False, residual=False, strides=(1, 1, 1), downsample="stride", scale="after"),
-    "best": ModelConfig(),  # the default (docs/ablation.md)
-    # the same weights, attending over the 64 positions of the 8x8 map, each token told where it is
-    "tokens": ModelConfig(token_blocks=4, positions=True),
-}
 
 
 def sincos_positions(side, dim=48):
@@ -132,14 +122,9 @@ class Net(nn.Module):
         self.gap = nn.AvgPool2d(side)  # (B, 48, A, A) -> (B, 48, 1, 1)
         self.blocks = nn.ModuleList(UltimusBlock(48, 8, c.scale, c.attention, c.heads if i < c.token_blocks else 1)
                                     for i in range(4))
-        self.seq_pool = nn.Linear(48, 1) if c.pool == "seq" else None  # one score per token
         self.fc = nn.Linear(48, 10)
         if c.positions:  # a fixed code, not a parameter, and not saved with the weights
             self.register_buffer("position_code", sincos_positions(side), persistent=False)
-        if c.locality:  # how strongly each block over positions prefers near positions (0: not at all)
-            self.distance_weight = nn.Parameter(torch.zeros(c.token_blocks))
-            rc = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij"), -1).flatten(0, 1).float()
-            self.register_buffer("distance", torch.cdist(rc, rc), persistent=False)  # (A*A, A*A), in pixels of the map
         if c.rel_bias:  # a learned logit bias for each row offset and each column offset between two positions
             self.rel_table = nn.Parameter(torch.zeros(c.token_blocks, 2, 2 * side - 1))  # (n, 2, 2A - 1)
             r, cc = torch.arange(side).repeat_interleave(side), torch.arange(side).repeat(side)  # each token's row, col
@@ -158,10 +143,7 @@ class Net(nn.Module):
         return x
 
     def pool(self, tokens):
-        """tokens (B, A*A, 48) -> X (B, 48): their average, or with pool 'seq' a learned weighting of them."""
-        if self.seq_pool is not None:
-            weights = F.softmax(self.seq_pool(tokens), dim=1)  # (B, A*A, 1), summing to 1 over the tokens
-            return (weights * tokens).sum(1)  # (B, 48)
+        """tokens (B, A*A, 48) -> X (B, 48): their average."""
         side = math.isqrt(tokens.shape[1])
         return self.gap(tokens.transpose(1, 2).unflatten(2, (side, side))).flatten(1)
 
@@ -181,12 +163,10 @@ class Net(nn.Module):
             return self.fc(self.pool(x) if x.dim() == 3 else x)  # (B, 10)
 
     def position_bias(self, i):
-        """What block i adds to its logits over positions: (A*A, A*A), or None."""
-        bias = -self.distance_weight[i] * self.distance if self.config.locality else None
-        if self.config.rel_bias:
-            rel = self.rel_table[i, 0][self.rel_index[0]] + self.rel_table[i, 1][self.rel_index[1]]  # (A*A, A*A)
-            bias = rel if bias is None else bias + rel
-        return bias
+        """What block i adds to its logits over positions, (A*A, A*A): its row offsets' and column offsets' biases."""
+        if not self.config.rel_bias:
+            return None
+        return self.rel_table[i, 0][self.rel_index[0]] + self.rel_table[i, 1][self.rel_index[1]]
 
     def forward(self, x):
         return self.head(self.feature_map(x))

@@ -168,7 +168,7 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(cifar_dir, tmp_path
 
 def test_train_py_imports_where_resource_does_not_exist(tmp_path):
     """Windows has no `resource` module: train.py still imports, and peak memory is simply unknown."""
-    code = "import sys; sys.modules['resource'] = None; import train; assert train.peak_memory_mib() is None; print('ok')"
+    code = "import sys; sys.modules['resource'] = None; import train, analysis; assert analysis.peak_memory_mib() is None; print('ok')"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr
 
@@ -178,7 +178,7 @@ def test_accuracy_rows_split_over_processes_merge_into_one(tmp_path):
     from benchmarks import accuracy
 
     def part(seeds, accs, sec):
-        return {"x": {"name": "x", "config": {"preset": "best", "seed": seeds[-1]}, "machine": "m", "seeds": seeds,
+        return {"x": {"name": "x", "config": {"preset": "default", "seed": seeds[-1]}, "machine": "m", "seeds": seeds,
                       "test_acc": accs, "max_lr": [0.01] * len(seeds), "histories": [[]] * len(seeds),
                       "sec_per_epoch": sec, "params": 1, "change": "c", "data": "d", "mean": 0, "std": 0}}
     (tmp_path / "b.json").write_text(json.dumps(part([2], [78.0], 9.0)))

@@ -15,11 +15,9 @@ batches = list(Loader(x, y, batch_size=8, train=True, augment=("crop", "flip")))
 assert len(batches) == 2 and batches[0][0].shape == (8, 3, 32, 32)
 """,
     "device.py": """
-import torch
-from device import autocast, pick_device, precision_for
+from device import grad_scaler, pick_device, precision_for
 dev = pick_device("cpu", verbose=False)
-with autocast(dev, precision_for(dev)):
-    assert torch.ones(2, 2) @ torch.ones(2, 2) is not None
+assert precision_for(dev) in ("bf16", "fp32") and not grad_scaler(dev, "bf16").is_enabled()
 """,
     "schedule.py": """
 from schedule import one_cycle_lr
@@ -44,7 +42,7 @@ model = torch.nn.Linear(4, 3)
 opt = torch.optim.Adam(model.parameters(), lr=1e-2)
 ckpt = Checkpoint("run/checkpoint.pt")
 for epoch in (1, 2):
-    tr = train_epoch(model, batches, opt, progress=False)
+    tr = train_epoch(model, batches, opt, grad_clip=1.0, progress=False)
     te = evaluate(model, batches)
     ckpt.save(model, opt, history={"epochs": epoch})
 assert te["loss"] < 1.2 and len(tr["lrs"]) == 4

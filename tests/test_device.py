@@ -46,7 +46,7 @@ def test_machine_name_closes_the_file_it_reads():
     import gc
     import warnings
 
-    from train import machine_name
+    from analysis import machine_name
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         assert machine_name(torch.device("cpu"))
@@ -60,3 +60,12 @@ def test_gpu_check_counts_host_syncs_not_the_debug_modes_notice():
               "(Triggered internally at Module.cpp:1003.)",
               "called a synchronizing CUDA operation (Triggered internally at CUDAFunctions.cpp:162.)\nstack"]
     assert host_syncs(caught) == ["called a synchronizing CUDA operation (Triggered internally at CUDAFunctions.cpp:162.)"]
+
+
+@pytest.mark.parametrize("avx512_bf16,amx,precision", [(True, False, "bf16"), (False, True, "bf16"), (False, False, "fp32")])
+def test_auto_precision_on_a_cpu_is_bf16_only_with_bf16_instructions(avx512_bf16, amx, precision, monkeypatch):
+    """An AVX512 CPU without AVX512-BF16 or AMX only emulates bf16 (slower than fp32): it gets fp32."""
+    from utils.device import precision_for
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert precision_for("cpu") == precision

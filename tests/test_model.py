@@ -6,7 +6,10 @@ import pytest
 import torch
 from torchsummary import summary
 
-from models import PRESETS, ModelConfig, Net, count_parameters
+from models import ModelConfig, Net, count_parameters
+from train import PRESETS as _PRESETS
+
+PRESETS = {name: p["model"] for name, p in _PRESETS.items()}  # each preset's network
 
 EXPECTED_TABLE = [("Conv2d-1", "[-1, 16, 32, 32]", "448"), ("Conv2d-2", "[-1, 32, 32, 32]", "4,640"),
                   ("Conv2d-3", "[-1, 48, 32, 32]", "13,872"), ("AvgPool2d-4", "[-1, 48, 1, 1]", "0")]
@@ -36,7 +39,7 @@ def test_reference_summary_matches_course_table():
 
 
 def test_best_preset_within_parameter_limit():
-    assert count_parameters(Net(PRESETS["best"])) <= 26_100
+    assert count_parameters(Net(PRESETS["default"])) <= 26_100
 
 
 def test_strides_change_no_parameter_count():
@@ -104,7 +107,7 @@ def test_training_runs_torchs_fused_attention_once_per_block_and_no_explicit_mat
                 calls.append(func.__name__)
             return func(*args, **(kwargs or {}))
 
-    for preset in ("best", "tokens"):
+    for preset in ("default", "tokens"):
         calls.clear()
         with Count():
             Net(PRESETS[preset])(torch.randn(2, 3, 32, 32))
@@ -112,21 +115,26 @@ def test_training_runs_torchs_fused_attention_once_per_block_and_no_explicit_mat
 
 
 @pytest.mark.parametrize("config", [ModelConfig(), ModelConfig(scale="after"), PRESETS["tokens"],
-                                    ModelConfig(token_blocks=2, positions=True, locality=True, pool="seq")],
-                         ids=["vector", "vector, scale after", "positions", "positions + locality + seq pool"])
+                                    ModelConfig(token_blocks=2, positions=True, heads=2, rel_bias=True)],
+                         ids=["vector", "vector, scale after", "positions", "positions + 2 heads + relative bias"])
 def test_fused_attention_equals_the_written_out_am_v(config):
     """What trains (scaled_dot_product_attention) is what the maps show: Out(AM V) with AM written out."""
     torch.manual_seed(0)
     net = Net(config).eval()
-    if config.locality:
-        torch.nn.init.uniform_(net.distance_weight, 0.1, 1.0)  # a live bias, not the zeros it starts from
+    if config.rel_bias:
+        torch.nn.init.uniform_(net.rel_table, -1.0, 1.0)  # a live bias, not the zeros it starts from
     x = torch.randn(3, 3, 32, 32)
     maps, explicit = net.attention_maps(x), net.feature_map(x).flatten(2).transpose(1, 2)
     explicit = explicit + net.position_code if config.positions else explicit
     for i, (block, am) in enumerate(zip(net.blocks, maps)):
         explicit = net.pool(explicit) if i == config.token_blocks else explicit
         v = block.qkv(explicit)[2]
-        z = am @ v
+        if config.heads > 1 and explicit.dim() == 3:  # each head's AM on its own values: AM here is their mean
+            q, k, v = block.qkv(explicit)
+            am = block.weights(q, k, net.position_bias(i))  # (B, H, T, T)
+            z = (am @ v).transpose(1, 2).flatten(2)
+        else:
+            z = am @ v
         explicit = explicit + block.out(z.squeeze(-1) if explicit.dim() == 2 else z)
     logits = net.fc(net.pool(explicit) if explicit.dim() == 3 else explicit)
     assert torch.allclose(net(x), logits, atol=1e-5)
@@ -155,8 +163,8 @@ def test_attention_maps_leave_the_mode_and_the_batch_norm_statistics_alone():
     assert all(torch.equal(a, b) for a, b in zip(maps, net.attention_maps(x)))  # eval mode's maps
 
 
-@pytest.mark.parametrize("options,params", [({"pool": "seq"}, 26_123), ({"pool": "seq", "conv_bias": False}, 26_027),
-                                            ({"locality": True}, 26_078), ({"positions": True}, 26_074)])
+@pytest.mark.parametrize("options,params", [({"heads": 2}, 26_074), ({"rel_bias": True, "conv_bias": False}, 26_098),
+                                            ({"positions": True}, 26_074)])
 def test_options_over_positions_cost_what_they_say(options, params):
     assert count_parameters(Net(ModelConfig(token_blocks=4, **options))) == params
 
@@ -164,6 +172,8 @@ def test_options_over_positions_cost_what_they_say(options, params):
 def test_options_over_positions_need_blocks_over_positions():
     with pytest.raises(ValueError, match="need token_blocks > 0"):
         ModelConfig(positions=True)
+    with pytest.raises(ValueError, match="rel_bias .* needs scale 'inside'"):  # it would be silently ignored
+        ModelConfig(token_blocks=4, rel_bias=True, scale="after")
 
 
 @pytest.mark.parametrize("scale,row_sum", [("inside", 1.0), ("after", 1 / math.sqrt(8))])
@@ -180,7 +190,7 @@ def test_attention_is_8x8_per_sample_with_softmax_rows(scale, row_sum):
     assert not torch.allclose(maps[0][0], maps[0][1])
 
 
-@pytest.mark.parametrize("preset", ["reference", "best", "tokens"])
+@pytest.mark.parametrize("preset", ["reference", "default", "tokens"])
 def test_one_sample_does_not_depend_on_its_batch(preset):
     torch.manual_seed(0)
     net = Net(PRESETS[preset]).eval()
@@ -241,7 +251,9 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
     """A committed figure must say which network made it, in a form the model file still builds (or be marked history)."""
     import json
 
+    from benchmarks.common import as_today
     from conftest import ROOT
+    from models.checks import from_dict
     from train import RunConfig, recipe
     for e in json.loads((ROOT / "benchmarks" / "experiments.json").read_text()).values():
         recipe(**e["config"])  # every experiment still runs: each of its settings is in the code
@@ -252,8 +264,9 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
     for row in rows:
         if _is_history(row):
             continue
-        net_config = ModelConfig.from_dict(row["model_config"])
-        assert RunConfig.from_dict(row["config"]).model_config() == net_config, row.get("name")
+        config, model_config = as_today(row["config"], row["model_config"])
+        net_config = ModelConfig.from_dict(model_config)
+        assert from_dict(RunConfig, config).model_config() == net_config, row.get("name")
         assert count_parameters(Net(net_config)) == row["params"], row.get("name")
     others = [*json.loads((results / "signal_flow.json").read_text()).values(),
               *json.loads((results / "lr_test_spread.json").read_text()).values()]
@@ -264,4 +277,4 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
     others.append(json.loads((results / "step_parts.json").read_text()))
     for r in others:
         if not _is_history(r):
-            ModelConfig.from_dict(r["model_config"])
+            ModelConfig.from_dict(as_today({}, r["model_config"])[1])

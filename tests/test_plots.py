@@ -126,7 +126,7 @@ def test_find_lr_returns_the_landmarks():
     assert r["bound"] in ("minimum / 2", f"divergence / {SAFE_DIV}", f"highest LR tested / {SAFE_DIV}")
     assert r["loss_min_lr"] in r["lrs"] and (r["diverged_lr"] is None) == (not r["diverged"])
     with pytest.raises(ValueError, match="unknown LR rule"):  # before the test runs
-        find_lr(model, None, None, [], rule="div/40")
+        find_lr(model, None, None, [], num_iter=30, rule="div/40")
 
 
 def test_compare_legend_sits_below_the_curves(tmp_path):

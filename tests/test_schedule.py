@@ -8,7 +8,7 @@ EPOCHS, STEPS, MAX_LR = 24, 97, 0.01
 
 def run_scheduler(extra_steps=0):
     opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1.0)
-    sched = one_cycle_scheduler(opt, MAX_LR, EPOCHS, STEPS)
+    sched = one_cycle_scheduler(opt, MAX_LR, EPOCHS, STEPS, 5 / 24)
     lrs = []
     for _ in range(EPOCHS * STEPS + extra_steps):
         lrs.append(opt.param_groups[0]["lr"])
@@ -43,7 +43,7 @@ def test_stepping_past_the_end_never_raises_nor_goes_negative():
 def test_non_positive_max_lr_is_rejected():
     opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     with pytest.raises(ValueError, match="max_lr must be positive"):
-        one_cycle_scheduler(opt, 0.0, 24, 10)
+        one_cycle_scheduler(opt, 0.0, 24, 10, 5 / 24)
 
 
 def test_torchs_one_cycle_read_one_step_past_the_end_is_negative_and_ours_is_not():

@@ -90,7 +90,7 @@ def test_a_training_epoch_reads_from_the_device_only_every_n_steps(cifar_dir):
     run = recipe.setup(small_cfg(cifar_dir, train_subset=8192, batch_size=64), verbose=False)  # 128 steps
     opt = recipe.make_optimizer(run, 1e-3)
     with HostReads() as reads:
-        train_epoch(run.model, run.train_loader, opt, precision=run.precision, progress=True)
+        train_epoch(run.model, run.train_loader, opt, grad_clip=0, precision=run.precision, progress=True)
     assert len(run.train_loader) == 128
     assert reads.count <= 128 // SYNC_EVERY + 1  # the old loop read the loss and the accuracy every step: 256
 
@@ -137,7 +137,7 @@ def test_a_degrading_run_is_named_with_its_lr_and_healthy_runs_of_both_presets_a
     assert h[-1]["train_acc"] < max(r["train_acc"] for r in h) - 15  # it did unlearn
     assert len(warnings) == 1 and lines.index(warnings[0]) == 5  # after the second bad epoch (5), once
     assert "degrading" in warnings[0] and f"at LR {h[4]['lr']:.2e}" in warnings[0] and "'safe' LR rule" in warnings[0]
-    for preset, n in (("best", 4096), ("reference", 2048)):  # the reference's slow start may see the chance warning
+    for preset, n in (("default", 4096), ("reference", 2048)):  # the reference's slow start may see the chance warning
         healthy = []
         recipe.train(recipe.setup(small_cfg(cifar_dir, preset=preset, train_subset=n, epochs=5), verbose=False),
                            5e-3, progress=False, log=healthy.append)
@@ -191,13 +191,13 @@ def test_fp16_with_a_live_scaler_trains_and_finds_an_lr(cifar_dir):
     """The T4's path (fp16 autocast + GradScaler + fused Adam), run on the CPU."""
     run = recipe.setup(small_cfg(cifar_dir, precision="fp16", epochs=2, **FP16_SMALL), verbose=False)
     res = find_lr(run.model, recipe.make_optimizer(run, 1e-5), F.cross_entropy, run.train_loader,
-                  precision="fp16", lr_range=(1e-5, 1e-1), num_iter=12, progress=False)
+                  amp_dtype=torch.float16, lr_range=(1e-5, 1e-1), num_iter=12, progress=False)
     assert len(res["lrs"]) == 12 and all(math.isfinite(v) for v in res["losses"]) and res["suggested"] > 0
     optimizer = recipe.make_optimizer(run, 5e-3)
-    scheduler = one_cycle_scheduler(optimizer, 5e-3, 2, len(run.train_loader))
+    scheduler = one_cycle_scheduler(optimizer, 5e-3, 2, len(run.train_loader), 5 / 24)
     scaler = grad_scaler(run.device, "fp16")
-    losses = [train_epoch(run.model, run.train_loader, optimizer, scheduler, precision="fp16", scaler=scaler,
-                          progress=False)["loss"] for _ in range(2)]
+    losses = [train_epoch(run.model, run.train_loader, optimizer, scheduler, grad_clip=1.0, precision="fp16",
+                          scaler=scaler, progress=False)["loss"] for _ in range(2)]
     assert scaler.is_enabled() and scaler.get_scale() > 1  # a live scaler, still scaling
     assert losses[-1] < losses[0] < math.log(10)
 
@@ -219,8 +219,7 @@ def test_lr_finder_suggests_and_restores_model_and_optimizer(cifar_dir):
     run = recipe.setup(small_cfg(cifar_dir), verbose=False)
     opt = recipe.make_optimizer(run, 1e-3)
     before = {k: v.clone() for k, v in run.model.state_dict().items()}
-    res = find_lr(run.model, opt, F.cross_entropy, run.train_loader, precision=run.precision,
-                  lr_range=(1e-5, 1e-2), num_iter=30, progress=False)
+    res = find_lr(run.model, opt, F.cross_entropy, run.train_loader, lr_range=(1e-5, 1e-2), num_iter=30, progress=False)
     assert len(res["lrs"]) == 30 and not res["diverged"]
     assert 1e-5 <= res["suggested"] <= 1 and math.isfinite(res["steepest"])
     assert all(torch.equal(before[k], v) for k, v in run.model.state_dict().items())
@@ -230,7 +229,7 @@ def test_lr_finder_suggests_and_restores_model_and_optimizer(cifar_dir):
 def test_lr_finder_stops_early_on_divergence(cifar_dir):
     run = recipe.setup(small_cfg(cifar_dir), verbose=False)
     res = find_lr(run.model, recipe.make_optimizer(run, 1e-3), F.cross_entropy, run.train_loader,
-                  precision=run.precision, lr_range=(1e-2, 1e6), num_iter=100, progress=False)
+                  lr_range=(1e-2, 1e6), num_iter=100, progress=False)
     assert res["diverged"] and len(res["lrs"]) < 100
     assert res["suggested"] < 1e3
 
@@ -254,7 +253,7 @@ def test_safe_rule_caps_the_minimum_by_the_divergence_point():
 
 def test_unknown_run_option_is_rejected():
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['epoch'\]; valid options: \['preset'"):
-        recipe.RunConfig.from_dict({"epoch": 3})
+        recipe.recipe(epoch=3)
 
 
 def test_predict_keeps_every_batch_when_the_model_reuses_its_output_memory():
@@ -300,19 +299,6 @@ def test_ctrl_c_while_evaluating_names_the_last_checkpoint_this_run_wrote(cifar_
         recipe.train(run, 5e-3, out_dir=tmp_path, progress=False)
 
 
-def test_ctrl_c_while_drawing_the_figures_offers_resume_which_skips_to_them(cifar_dir, tmp_path, monkeypatch):
-    cfg = small_cfg(cifar_dir, epochs=1, train_subset=256, test_subset=256)
-
-    def stop(*args):
-        raise KeyboardInterrupt
-    monkeypatch.setattr(recipe, "plot_training", stop)
-    with pytest.raises(recipe.Interrupted, match=r"after training.*checkpoint after epoch 1 is .*checkpoint.pt$"):
-        recipe.train_and_report(cfg, tmp_path, progress=False)
-    monkeypatch.undo()
-    metrics = recipe.train_and_report(cfg, tmp_path, resume=True, progress=False)
-    assert len(metrics["history"]) == 1 and (tmp_path / "metrics.json").exists()
-
-
 def test_a_checkpoint_saves_and_restores_without_a_scheduler(tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
@@ -351,3 +337,43 @@ def test_the_logged_test_loss_is_the_plain_cross_entropy_of_the_predictions():
         logits = model(x)
     assert got["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
     assert got["acc"] == pytest.approx(100 * (logits.argmax(1) == y).float().mean().item())
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_the_range_test_restores_the_network_however_it_ends(error):
+    """Interrupted (the stop button) or raising, the sweep leaves no trained weight or batch-norm statistic behind."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def batches():
+        for i in range(30):
+            if i == 5:
+                raise error("stopped")
+            yield torch.randn(16, 4), torch.randint(0, 3, (16,))
+    with pytest.raises(error):
+        find_lr(model, torch.optim.Adam(model.parameters()), F.cross_entropy, batches(), num_iter=30, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_failed_resume_leaves_the_run_retryable_and_a_missing_checkpoint_is_said(cifar_dir, tmp_path):
+    run = recipe.setup(small_cfg(cifar_dir, epochs=1, train_subset=256), verbose=False)
+    (tmp_path / CHECKPOINT).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        recipe.train(run, 5e-3, out_dir=tmp_path, resume=True, progress=False)
+    assert not run.trained  # a fresh start on the same network is still allowed
+    (tmp_path / CHECKPOINT).unlink()
+    said = []
+    history = recipe.train(run, 5e-3, out_dir=tmp_path, resume=True, progress=False, log=said.append)
+    assert said[0] == f"no checkpoint in {tmp_path}: training from epoch 1" and len(history["epochs"]) == 1
+
+
+def test_clipping_takes_the_one_kernel_path_only_where_the_device_has_it(cifar_dir, monkeypatch):
+    """A Mac's mps has no foreach clipping: the path is chosen by the device type (here the CPU's)."""
+    from utils.training import has_foreach
+    assert has_foreach("cpu") and has_foreach("cuda") and not has_foreach("mps")
+    seen, real = [], torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **kw: seen.append(kw["foreach"]) or real(*a, **kw))
+    run = recipe.setup(small_cfg(cifar_dir, train_subset=256), verbose=False)
+    train_epoch(run.model, run.train_loader, recipe.make_optimizer(run, 1e-3), grad_clip=1.0, progress=False)
+    assert seen == [True, True]

@@ -3,9 +3,9 @@
 The LR finder (and so torch-lr-finder) is imported only when find_lr or suggest_lr is first used.
 """
 from .data import CLASSES, DataError, Loader, load_cifar10
-from .device import autocast, pick_device, precision_for, set_seed
+from .device import pick_device, precision_for, set_seed
 from .schedule import one_cycle_lr, one_cycle_scheduler
-from .training import Checkpoint, DivergenceError, confusion_matrix, evaluate, health, predict, train_epoch
+from .training import Checkpoint, DivergenceError, autocast, confusion_matrix, evaluate, health, predict, train_epoch
 
 __all__ = ["CLASSES", "DataError", "Loader", "load_cifar10", "autocast", "pick_device", "precision_for",
            "set_seed", "find_lr", "suggest_lr", "one_cycle_lr", "one_cycle_scheduler", "Checkpoint", "DivergenceError",

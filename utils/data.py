@@ -9,7 +9,7 @@ file is one clear DataError. The python layout is a pickle: it is read with an
 unpickler that builds only what the official files hold (dicts, lists, bytes, numpy
 arrays), so a crafted file cannot run code. data_label says whether the files are the
 official ones. Loader keeps the whole set as one tensor on the training device and does
-crop, flip, cutout and normalisation there, a batch at a time: no worker processes, no PIL.
+crop, flip and normalisation there, a batch at a time: no worker processes, no PIL.
 """
 import functools
 import hashlib
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
-AUGMENTATIONS = ("crop", "crop2", "flip", "altflip", "cutout")  # crop2: +-2-pixel shifts; altflip: alternating
+AUGMENTATIONS = ("crop", "crop2", "flip")  # crop: random +-4-pixel shifts, crop2: +-2; flip: mirror half the images
 RECORD = 1 + 3 * 32 * 32  # binary layout: label byte, then R, G, B planes
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
@@ -165,19 +165,16 @@ def _download(root):
 
 
 def check_augment(augment):
-    """A ValueError naming the valid choices for an unknown augmentation, or two crops or two flips."""
+    """A ValueError naming the valid choices for an unknown augmentation, or for two crops."""
     unknown = [a for a in augment if a not in AUGMENTATIONS]
     if unknown:
         raise ValueError(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
-    if {"crop", "crop2"} <= set(augment) or {"flip", "altflip"} <= set(augment):
-        raise ValueError(f"choose one crop and one flip, got {list(augment)}")
+    if {"crop", "crop2"} <= set(augment):
+        raise ValueError(f"choose one crop, got {list(augment)}")
 
 
-def augment_batch(x, augment, generator, flip=None):
-    """Random crop after zero padding (4 pixels: "crop", 2: "crop2"), horizontal flip; x (B, C, H, W), any dtype.
-
-    flip: which images to mirror, (B,) bool; drawn at random (half of them) when "flip" is asked and flip is None.
-    """
+def augment_batch(x, augment, generator):
+    """Random crop after zero padding (4 pixels: "crop", 2: "crop2"), random horizontal flip; x (B, C, H, W)."""
     b, _, h, w = x.shape
     dev = x.device
     pad = 4 if "crop" in augment else 2 if "crop2" in augment else 0
@@ -189,22 +186,10 @@ def augment_batch(x, augment, generator, flip=None):
         batch = torch.arange(b, device=dev)[:, None, None, None]  # (B, 1, 1, 1)
         chans = torch.arange(x.shape[1], device=dev)[None, :, None, None]  # (1, C, 1, 1)
         x = xp[batch, chans, rows, cols]  # (B, C, H, W)
-    if flip is None and "flip" in augment:
-        flip = torch.rand(b, device=dev, generator=generator) < 0.5
-    if flip is not None:
+    if "flip" in augment:
+        flip = torch.rand(b, device=dev, generator=generator) < 0.5  # (B,): which images to mirror
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     return x
-
-
-def cutout(x, generator, size=8):
-    """Zero a random size x size square of each image (clipped at the border); x (B, C, H, W)."""
-    b, _, h, w = x.shape
-    dev = x.device
-    cy, cx = torch.randint(0, h, (2, b, 1, 1), device=dev, generator=generator)  # each hole's centre
-    top, left = cy - size // 2, cx - size // 2
-    ys, xs = torch.arange(h, device=dev)[:, None], torch.arange(w, device=dev)[None, :]
-    hole = (ys >= top) & (ys < top + size) & (xs >= left) & (xs < left + size)  # (B, H, W)
-    return x.masked_fill(hole[:, None], 0)
 
 
 class Loader:
@@ -214,8 +199,7 @@ class Loader:
     epoch is the same whenever it is replayed (resume, a second run). set_epoch picks it.
     """
 
-    def __init__(self, images, labels, batch_size=512, train=False, augment=("crop", "flip"),
-                 device="cpu", seed=0, channels_last=False):
+    def __init__(self, images, labels, batch_size, train=False, augment=(), device="cpu", seed=0, channels_last=False):
         check_augment(augment)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -228,10 +212,6 @@ class Loader:
         # training drops the last partial batch (batch norm dislikes tiny ones), unless it is the only one
         n = len(self.labels)
         self.num_batches = max(1, n // batch_size) if train else -(-n // batch_size)
-        # altflip: half the images, chosen once, are mirrored in odd epochs and the other half in even ones,
-        # so every image is seen both ways in any two epochs in a row
-        g = torch.Generator(device=self.device).manual_seed(seed)
-        self.flip_half = torch.rand(n, device=self.device, generator=g) < 0.5 if "altflip" in augment else None
 
     def __len__(self):
         return self.num_batches
@@ -251,11 +231,8 @@ class Loader:
                 idx = order[idx]
             x, y = self.images[idx], self.labels[idx]
             if self.train:
-                flip = None if self.flip_half is None else self.flip_half[idx] ^ bool(self.epoch % 2)
-                x = augment_batch(x, self.augment, g, flip)
+                x = augment_batch(x, self.augment, g)
             x = (x.float() - self.mean) / self.std
-            if self.train and "cutout" in self.augment:
-                x = cutout(x, g)  # after normalisation: the hole is the mean colour
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y

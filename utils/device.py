@@ -4,11 +4,10 @@ Needs: torch. Nothing here is CIFAR-specific; copy it alone into another project
 
 precision_for chooses by what the hardware computes natively, not by what torch can
 emulate: bf16 autocast on CUDA GPUs of compute capability 8.0 or more (A100, L4, H100)
-and on CPUs with AVX512-BF16/AMX; fp16 with a gradient scaler on capability 7.x (Colab's
-T4 is 7.5: torch reports bf16 as "supported" there, but only emulated, and sends bf16
-convolutions to cuDNN only from 8.0); fp32 everywhere else.
+and on CPUs with AVX512-BF16 or AMX instructions (torch's mkldnn check also says yes on
+any AVX512 CPU, where bf16 is only emulated); fp16 with a gradient scaler on capability
+7.x (Colab's T4 is 7.5: bf16 is only emulated there); fp32 everywhere else.
 """
-import contextlib
 import random
 
 import torch
@@ -45,19 +44,14 @@ def precision_for(device):
         major, _ = torch.cuda.get_device_capability(device)
         return "bf16" if major >= 8 else "fp16" if major == 7 else "fp32"
     if device.type == "cpu":
-        try:
-            return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-        except (AttributeError, RuntimeError):
-            return "fp32"
+        return "bf16" if cpu_has_bf16() else "fp32"
     return "fp32"
 
 
-def autocast(device, precision):
-    """A context that runs the forward pass in `precision` on `device` (a no-op for fp32)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return torch.autocast(torch.device(device).type, dtype=dtype)
+def cpu_has_bf16():
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX), not only AVX512 to emulate them."""
+    has = [getattr(torch.cpu, f"_is_{name}_supported", lambda: False) for name in ("avx512_bf16", "amx_tile")]
+    return any(f() for f in has)
 
 
 def optimizer_kwargs(device):

@@ -5,7 +5,7 @@ copy it alone into another project.
 
 find_lr raises the LR exponentially over lr_range, one batch a step, records
 the smoothed loss, stops early when the loss diverges (5x its best, or NaN), then
-restores the model and optimizer as they were.
+restores the model and optimizer as they were: also when it is interrupted or raises.
 
 Rules (check_rule validates one): "min/N", for any number N > 0 (10 is fastai's habit),
 takes the LR at which the smoothed loss is lowest (the first SKIP_START points skipped, as
@@ -121,29 +121,30 @@ def _bar(progress):
         _tlf.tqdm = original
 
 
-def find_lr(model, optimizer, criterion, loader, *, precision="fp32", lr_range=(1e-5, 1.0), num_iter=100, rule="safe",
+def find_lr(model, optimizer, criterion, loader, *, num_iter, amp_dtype=None, lr_range=(1e-5, 1.0), rule="safe",
             progress=True):
     """Run the range test; return {"lrs", "losses", "suggested", "steepest", "diverged"} and read_curve's keys.
 
-    model and optimizer are restored afterwards; the test runs on the model's device. loader: any iterable of
-    (x, y) batches. lr_range: the first and the last LR of the sweep.
-    precision "bf16"/"fp16" runs it under autocast (fp16 with a gradient scaler), as training does.
+    model and optimizer are restored afterwards, whatever happens; the test runs on the model's device.
+    loader: any iterable of (x, y) batches. lr_range: the first and the last LR of the sweep. amp_dtype
+    (torch.bfloat16 or torch.float16) runs it under autocast (float16 with a gradient scaler), as training does.
     """
     check_rule(rule)  # before the test, not after it
     dev = next(model.parameters()).device
-    amp = {} if precision == "fp32" else {
-        "amp_backend": "torch", "grad_scaler": torch.amp.GradScaler(dev.type, enabled=precision == "fp16"),
-        "amp_config": {"device_type": dev.type, "dtype": {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]}}
+    amp = {} if amp_dtype is None else {
+        "amp_backend": "torch", "grad_scaler": torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16),
+        "amp_config": {"device_type": dev.type, "dtype": amp_dtype}}
     finder = LRFinder(model, optimizer, _finite_loss(criterion), device=dev, **amp)
-    with contextlib.redirect_stdout(io.StringIO()), _bar(progress):  # silence its "see the graph" prints
-        try:
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), _bar(progress):  # silence its "see the graph" prints
             finder.range_test(TrainDataLoaderIter(loader), start_lr=lr_range[0], end_lr=lr_range[1],
                               num_iter=num_iter, step_mode="exp", diverge_th=5)
-        except _Diverged:
-            pass
+    except _Diverged:
+        pass
+    finally:  # the weights, batch-norm statistics and optimizer state as they were before the sweep
+        finder.reset()
     lrs, losses = finder.history["lr"], finder.history["loss"]
     diverged = len(lrs) < num_iter
-    finder.reset()
     try:
         steepest = suggest_lr(lrs, losses, "steepest")
     except ValueError:  # too few points for that rule

@@ -25,17 +25,14 @@ def _factor(step, max_lr, **kw):
     return one_cycle_lr(step, max_lr=max_lr, **kw) / max_lr
 
 
-def one_cycle_scheduler(optimizer, max_lr, epochs, steps_per_epoch, warmup_frac=5 / 24, start_div=10.0, final_div=1000.0):
-    """A per-batch LambdaLR for one_cycle_lr (warm-up: the first 5 of 24 epochs); sets the base LR to max_lr.
-
-    A parameter group with an "lr_mult" entry follows the same schedule at lr_mult times the LR.
-    """
+def one_cycle_scheduler(optimizer, max_lr, epochs, steps_per_epoch, warmup_frac, start_div=10.0, final_div=1000.0):
+    """A per-batch LambdaLR for one_cycle_lr (warmup_frac: the share of the steps that warm up); sets the LR to max_lr."""
     if not max_lr > 0:
         raise ValueError(f"max_lr must be positive, got {max_lr}")
     if not 0 <= warmup_frac < 1:
         raise ValueError(f"warmup_frac must be in [0, 1), got {warmup_frac}")
     for group in optimizer.param_groups:
-        group["lr"] = max_lr * group.get("lr_mult", 1.0)
+        group["lr"] = max_lr
         group.pop("initial_lr", None)
     total = epochs * steps_per_epoch
     warmup = round(total * warmup_frac)

@@ -5,7 +5,7 @@ Needs: torch, tqdm. Nothing here is CIFAR-specific: any classifier, any iterable
 the caller's (train.py shows one):
 
     for epoch in range(1, epochs + 1):
-        tr = train_epoch(model, train_loader, optimizer, scheduler)
+        tr = train_epoch(model, train_loader, optimizer, scheduler, grad_clip=1.0)
         te = evaluate(model, test_loader)
 
 The step never waits for the device: each step's loss and the count of correct
@@ -38,11 +38,19 @@ class DivergenceError(RuntimeError):
     """The loss became NaN, infinite, or blew up past BLOWUP x ln(classes)."""
 
 
-def _autocast(device, precision):
-    """Autocast to bf16/fp16 on `device`; a no-op for fp32."""
-    if precision == "fp32":
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # precision -> autocast's dtype
+
+
+def autocast(device, precision):
+    """A context that runs the forward pass in `precision` on `device` (a no-op for fp32)."""
+    if DTYPES[precision] is None:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
+    return torch.autocast(torch.device(device).type, dtype=DTYPES[precision])
+
+
+def has_foreach(device):
+    """Whether clip_grad_norm_'s one-kernel (foreach) path runs on this device: CUDA and CPU, not a Mac's mps."""
+    return torch.device(device).type in ("cuda", "cpu")
 
 
 def _device(model):
@@ -50,71 +58,76 @@ def _device(model):
     return next(model.parameters(), torch.empty(0)).device
 
 
-def train_epoch(model, loader, optimizer, scheduler=None, *, precision="fp32", scaler=None, grad_clip=0.0,
+class _Tally:
+    """Each step's loss and correct count, kept on the device; read() brings them to the host and checks them."""
+
+    def __init__(self, device):
+        self.losses, self.sizes, self.lrs, self.checked, self.total_loss = [], [], [], 0, 0.0
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+
+    def add(self, loss, out, y, lr):
+        self.losses.append(loss.detach().float())
+        self.correct += (out.argmax(1) == y).sum()
+        self.sizes.append(len(y))
+        self.lrs.append(lr)
+        self.classes = out.shape[1]
+
+    def read(self):
+        """The one host sync: every loss since the last read, and the correct count; (mean loss, accuracy %).
+
+        A non-finite loss, or one above BLOWUP x ln(classes), raises DivergenceError naming its step and LR."""
+        *values, n_correct = torch.cat([torch.stack(self.losses[self.checked:]), self.correct.float()[None]]).tolist()
+        limit = BLOWUP * math.log(self.classes)
+        bad = next((i for i, v in enumerate(values) if not math.isfinite(v) or v > limit), None)
+        if bad is not None:
+            i, v = self.checked + bad, values[bad]
+            why = "" if not math.isfinite(v) else f" (above {BLOWUP} x ln {self.classes} = {limit:.1f})"
+            raise DivergenceError(f"loss became {v:.3g} at step {i + 1}, lr {self.lrs[i]:.3g}{why}: "
+                                  f"training diverged; lower max_lr (e.g. to {self.lrs[i] / 10:.2g})")
+        self.total_loss += sum(v * n for v, n in zip(values, self.sizes[self.checked:]))
+        self.checked = len(self.losses)
+        return self.total_loss / sum(self.sizes), 100 * n_correct / sum(self.sizes)
+
+
+def train_epoch(model, loader, optimizer, scheduler=None, *, grad_clip, precision="fp32", scaler=None,
                 progress=True, on_step=None):
     """One pass over loader with cross-entropy; returns {"loss", "acc", "lrs"} (lrs: the LR used at each step).
 
-    grad_clip > 0: gradients scaled down to at most this total norm before each step (on the
-    device; with a scaler, after unscaling). on_step(step, loss), if given, runs after each step
-    (for a per-step trace: it may read the device, the loop itself never does).
+    grad_clip > 0: gradients scaled down to at most this total norm before each step (0: off). scaler: a
+    GradScaler for fp16 (None: none). on_step(step, loss), if given, runs after each step (for a per-step
+    trace: it may read the device; the loop itself reads it only every SYNC_EVERY steps).
     """
     model.train()
     device = _device(model)
-    params = [p for g in optimizer.param_groups for p in g["params"]]  # what clipping scales
-    losses, sizes, lrs = [], [], []  # losses: per-step device scalars not yet read
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    total_loss, checked, classes = 0.0, 0, None
-    bar = tqdm(loader, desc="train", leave=False, disable=not progress)
-
-    def check():  # the one host sync: every loss since the last check, and the correct count
-        nonlocal total_loss, checked
-        *values, n_correct = torch.cat([torch.stack(losses[checked:]), correct.float()[None]]).tolist()
-        limit = BLOWUP * math.log(classes)
-        bad = next((i for i, v in enumerate(values) if not math.isfinite(v) or v > limit), None)
-        if bad is not None:
-            bar.close()
-            i, v = checked + bad, values[bad]
-            why = "" if not math.isfinite(v) else f" (above {BLOWUP} x ln {classes} = {limit:.1f})"
-            raise DivergenceError(f"loss became {v:.3g} at step {i + 1}, lr {lrs[i]:.3g}{why}: "
-                                  f"training diverged; lower max_lr (e.g. to {lrs[i] / 10:.2g})")
-        total_loss += sum(v * n for v, n in zip(values, sizes[checked:]))
-        checked = len(losses)
-        return 100 * n_correct / sum(sizes)
-
-    for step, (x, y) in enumerate(bar, 1):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        lrs.append(optimizer.param_groups[0]["lr"])
-        with _autocast(device, precision):
-            out = model(x)
-            loss = F.cross_entropy(out, y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
+    scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)  # a disabled scaler is a plain step
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    tally = _Tally(device)
+    with tqdm(loader, desc="train", leave=False, disable=not progress) as bar:
+        for step, (x, y) in enumerate(bar, 1):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            lr = optimizer.param_groups[0]["lr"]
+            with autocast(device, precision):
+                out = model(x)
+                loss = F.cross_entropy(out, y)
+            optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            if grad_clip:
+            if grad_clip:  # on the unscaled gradients; a non-finite norm is left to the loss check
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
+                torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=has_foreach(device))
             scaler.step(optimizer)
             scaler.update()
-        else:
-            loss.backward()
-            if grad_clip:  # a non-finite norm is left to the loss check
-                torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        classes = out.shape[1]
-        losses.append(loss.detach().float())
-        correct += (out.argmax(1) == y).sum()
-        sizes.append(len(y))
-        if on_step is not None:
-            on_step(step, loss)
-        if step % SYNC_EVERY == 0:
-            acc = check()
-            bar.set_postfix(loss=f"{total_loss / sum(sizes):.3f}", acc=f"{acc:.1f}%", lr=f"{lrs[-1]:.2e}")
-    if not losses:
+            if scheduler is not None:
+                scheduler.step()
+            tally.add(loss, out, y, lr)
+            if on_step is not None:
+                on_step(step, loss)
+            if step % SYNC_EVERY == 0:
+                loss_so_far, acc = tally.read()
+                bar.set_postfix(loss=f"{loss_so_far:.3f}", acc=f"{acc:.1f}%", lr=f"{lr:.2e}")
+    if not tally.losses:
         raise ValueError("the training loader yielded no batch")
-    acc = check() if len(losses) > checked else acc
-    return {"loss": total_loss / sum(sizes), "acc": acc, "lrs": lrs}
+    loss, acc = tally.read()
+    return {"loss": loss, "acc": acc, "lrs": tally.lrs}
 
 
 @torch.no_grad()
@@ -128,7 +141,7 @@ def predict(model, loader, *, precision="fp32", flip=False):
     device, logits, labels = _device(model), [], []
     for x, y in loader:
         x = x.to(device)
-        with _autocast(device, precision):
+        with autocast(device, precision):
             out = model(x).to(torch.float32, copy=True)
             if flip:
                 out = (out + model(x.flip(3)).float()) / 2

@@ -3,8 +3,6 @@
 Every function takes what setup() in train.py builds (a Run) or a Net, and draws with utils/plots.py.
 """
 import math
-import platform
-import sys
 from pathlib import Path
 
 import torch
@@ -12,27 +10,6 @@ import torch
 from utils import plots
 from utils.data import CLASSES
 from utils.training import confusion_matrix, predict
-
-
-def machine_name(device):
-    """The GPU's name, or the CPU's with the threads torch uses: where a figure was measured."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-    except OSError:
-        name = None
-    return f"{name}, {torch.get_num_threads()} threads" if name else platform.processor() or platform.machine()
-
-
-def peak_memory_mib():
-    """Peak resident memory of this process in MiB, or None where the platform cannot say (Windows)."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
 
 
 @torch.no_grad()
@@ -82,8 +59,7 @@ def row_similarity(am):
 def plot_training(run, history, lr_result, image_dir, show=False):
     """Loss and accuracy curves, the LR range test and the LR schedule, saved into image_dir."""
     d = Path(image_dir)
-    plots.plot_losses(history, d / "losses.png", show)
-    plots.plot_accuracies(history, d / "accs.png", show)
+    plots.plot_curves(history, d / "curves.png", show)
     if lr_result:
         plots.plot_lr_finder(lr_result, d / "lr_finder.png", show)
     plots.plot_schedule(history["step_lrs"], len(run.train_loader), d / "lr_schedule.png", show)
@@ -103,22 +79,16 @@ def plot_attention_maps(run, image_dir, show=False, titles=None):
 
 
 def report(run, image_dir, show=False):
-    """Per-class accuracy, confusion matrix, misclassified images.
-
-    Returns {"per_class_acc": {class: %}, "test_acc_flip_tta": % with test-time flip averaging}.
-    """
+    """The confusion matrix and misclassified test images; returns {"per_class_acc": {class: %}}."""
     d = Path(image_dir)
     logits, labels = predict(run.model, run.test_loader, precision=run.precision)
     preds = logits.argmax(1)
-    tta = predict(run.model, run.test_loader, precision=run.precision, flip=True)[0]
     cm = confusion_matrix(preds, labels, len(CLASSES))
-    plots.plot_per_class(cm, CLASSES, d / "per_class.png", show)
     plots.plot_confusion(cm, CLASSES, d / "confusion.png", show)
     wrong = (preds != labels).nonzero().flatten()[:20].cpu()
     plots.plot_gallery(run.test_images[wrong], labels[wrong].tolist(), preds[wrong].tolist(), CLASSES,
                        d / "misclassified.png", show)
-    return {"per_class_acc": dict(zip(CLASSES, (100 * cm.diag().float() / cm.sum(1).clamp(min=1)).tolist())),
-            "test_acc_flip_tta": 100 * (tta.argmax(1) == labels).float().mean().item()}
+    return {"per_class_acc": dict(zip(CLASSES, (100 * cm.diag().float() / cm.sum(1).clamp(min=1)).tolist()))}
 
 
 @torch.no_grad()

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from analysis import machine_name, peak_memory_mib, plot_attention_maps, plot_training, report
+from analysis import plot_attention_maps, plot_training, report
 from models import Net, count_parameters
 from models.checks import check_types, from_dict
 from models.model_9 import ModelConfig
-from utils.data import CLASSES, DataError, Loader, check_augment, data_label, load_cifar10
+from utils.data import CLASSES, DataError, Loader, check_augment, load_cifar10
 from utils.device import compile_mode, grad_scaler, optimizer_kwargs, pick_device, precision_for, set_seed
 from utils.lr_finder import check_rule, find_lr
 from utils.schedule import one_cycle_scheduler
@@ -108,7 +108,6 @@ class Run:
     train_loader: Loader
     test_loader: Loader
     test_images: torch.Tensor  # uint8, for galleries
-    data: str  # what the data are: "CIFAR-10 (official files)" or an unverified copy
     trained: bool = False  # set by train(): a second train() on the same network would train it on
     checkpoint: Path = None  # set by train() once the file there holds this run's epochs (or will)
 
@@ -134,11 +133,10 @@ def setup(cfg, verbose=True):
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     model = torch.compile(net, mode=compile_mode(device)) if cfg.compile else net
-    data = data_label(cfg.data_dir or None)
     if verbose:
-        print(f"precision: {precision}; data: {data}, {len(y_train):,} training and {len(y_test):,} test images; "
+        print(f"precision: {precision}; {len(y_train):,} training and {len(y_test):,} test images; "
               f"model: {count_parameters(net):,} parameters")
-    return Run(cfg, device, precision, model, net, train_loader, test_loader, x_test, data)
+    return Run(cfg, device, precision, model, net, train_loader, test_loader, x_test)
 
 
 def make_optimizer(run, lr):
@@ -233,25 +231,13 @@ def metrics_of(run, history, max_lr, lr_result, wall_s, analysis=None):
     last = history["epochs"][-1]
     return {
         "config": asdict(run.cfg) | {"augment": list(run.cfg.augment)}, "model_config": asdict(run.net.config),
-        "params": count_parameters(run.net), "device": str(run.device), "machine": machine_name(run.device),
-        "precision": run.precision, "torch": torch.__version__, "data": run.data, "max_lr": max_lr,
+        "params": count_parameters(run.net), "device": str(run.device),
+        "precision": run.precision, "torch": torch.__version__, "max_lr": max_lr,
         "lr_finder": {k: lr_result[k] for k in ("suggested", "steepest", "diverged")} if lr_result else None,
         "final_test_acc": last["test_acc"], "final_test_loss": last["test_loss"], "wall_s": wall_s,
-        "train_s": sum(history["epoch_seconds"]), "peak_rss_mib": peak_memory_mib(), **(analysis or {}),
+        "train_s": sum(history["epoch_seconds"]), **(analysis or {}),
         "history": history["epochs"], "step_lrs": history["step_lrs"], "epoch_seconds": history["epoch_seconds"],
     }
-
-
-def writable_folder(path):
-    """Create the run folder and check that a file can be written there; a ValueError says why not."""
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ".write_test").write_text("")
-        (out / ".write_test").unlink()
-    except OSError as e:
-        raise ValueError(f"cannot write to the output folder {out}: {e.strerror or e}; choose another with --out") from None
-    return out
 
 
 def train_and_report(cfg, out_dir=OUT, resume=False, progress=True, images=True):
@@ -262,7 +248,12 @@ def train_and_report(cfg, out_dir=OUT, resume=False, progress=True, images=True)
     t0, run, stage = time.perf_counter(), None, "setting up"
     try:
         run = setup(cfg)  # fails early, before anything is written, on a bad device or data folder
-        out = writable_folder(out_dir)
+        out = Path(out_dir)
+        try:  # a folder that cannot be written is one line, before any training
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "metrics.json.tmp").write_text("")
+        except OSError as e:
+            raise ValueError(f"cannot write to the output folder {out}: {e.strerror}; choose another with --out") from None
         lr_result = None
         if not cfg.max_lr:
             stage = "the LR range test"

@@ -51,7 +51,7 @@ def run_seed(cfg, name, change):
         bar.close()
     return {"name": name, "change": change, "config": run.resume_settings(), "model_config": asdict(run.net.config),
             "params": count_parameters(run.net), "epochs": cfg.epochs, "max_lr": [max_lr],
-            "max_lr_by_seed": {str(cfg.seed): max_lr}, "device": str(run.device), **provenance(run.device, run.data), **done}
+            "max_lr_by_seed": {str(cfg.seed): max_lr}, "device": str(run.device), **provenance(run.device, run.cfg.data_dir), **done}
 
 
 def merge(parts):

@@ -5,17 +5,20 @@ The scripts run as modules from the repository root:
     python -m benchmarks.accuracy --configs "default, fp32" --seeds 1
     python -m benchmarks.docs_tables --check
 """
+import functools
+import hashlib
 import itertools
 import json
 import os
+import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from analysis import machine_name
-from utils.data import data_label
+from utils.data import resolve_data_dir
 from utils.device import grad_scaler
 from utils.training import train_epoch
 
@@ -35,6 +38,53 @@ def as_today(config, model_config=None):
     return config, {k: v for k, v in model_config.items() if k not in LEFT_MODEL or LEFT_MODEL[k] != v}
 
 
+# torchvision's published MD5s of the official python-layout files (torchvision.datasets.CIFAR10)
+OFFICIAL_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+
+
+def data_label(data_dir=None):
+    """'CIFAR-10 (official files)' when every python-layout file matches torchvision's published
+    MD5 (what a download gives); any other copy is named unverified."""
+    py_dir = resolve_data_dir(data_dir) / "cifar-10-batches-py"
+    files = [py_dir / name for name in OFFICIAL_MD5]
+    if not all(f.is_file() for f in files):
+        return "CIFAR-10 (unverified copy: not the official files)"
+    return _label(str(py_dir.resolve()), tuple(f.stat().st_mtime_ns for f in files))
+
+
+@functools.lru_cache(maxsize=8)
+def _label(py_dir, mtimes):
+    """The label of a folder's files, hashed once per folder and set of modification times."""
+    official = all(hashlib.md5((Path(py_dir) / name).read_bytes()).hexdigest() == md5
+                   for name, md5 in OFFICIAL_MD5.items())
+    return "CIFAR-10 (official files)" if official else "CIFAR-10 (unverified copy: not the official files)"
+
+
+def machine_name(device):
+    """The GPU's name, or the CPU's with the threads torch uses: where a figure was measured."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        name = None
+    return f"{name}, {torch.get_num_threads()} threads" if name else platform.processor() or platform.machine()
+
+
+def peak_memory_mib():
+    """Peak resident memory of this process in MiB, or None where the platform cannot say (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
 def git_commit():
     """The short hash of the checked-out commit, or "unknown" without git."""
     try:
@@ -44,12 +94,12 @@ def git_commit():
     return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
 
 
-def provenance(device="cpu", data=None):
+def provenance(device="cpu", data_dir=None):
     """Where a figure came from: machine (and on a CPU the instruction set torch's kernels use), threads, torch
     version, data, commit and date."""
     isa = {"cpu_capability": torch.backends.cpu.get_cpu_capability()} if torch.device(device).type == "cpu" else {}
     return {"machine": machine_name(torch.device(device)), **isa, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "data": data or data_label(), "commit": git_commit(),
+            "torch": torch.__version__, "data": data_label(data_dir or None), "commit": git_commit(),
             "date": time.strftime("%Y-%m-%d")}
 
 

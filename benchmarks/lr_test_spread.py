@@ -50,7 +50,7 @@ def reading(preset, precision, seed):
             "min_lr": lrs[i], "dip_pct": 100 * (1 - losses[i] / losses[SKIP_START]),
             "diverged_at": lrs[-1] if r["diverged"] else None,
             "min/2": suggest_lr(lrs, losses, "min/2", r["diverged"]), "safe": suggest_lr(lrs, losses, "safe", r["diverged"]),
-            "batch_size": run.cfg.batch_size, **provenance(run.device, run.data)}
+            "batch_size": run.cfg.batch_size, **provenance(run.device, run.cfg.data_dir)}
 
 
 def main(argv=None):

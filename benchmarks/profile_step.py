@@ -46,7 +46,7 @@ def main(argv=None):
     with profile() as prof:
         ms_per_step(a.steps, warmup=0)
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
-    where = provenance(run.device, run.data)
+    where = provenance(run.device, run.cfg.data_dir)
     header = (f"{a.preset} preset{' compiled' if a.compile else ''}, batch {run.cfg.batch_size}, {run.precision}, "
               f"{a.steps} steps, {where['machine']}, commit {where['commit']}: {ms:.1f} ms per step unprofiled\n")
     out = RESULTS / f"profile_{a.preset}{'_compiled' if a.compile else ''}.txt"
@@ -91,7 +91,7 @@ def parts(run, opt, whole_step_ms):
           "optimizer step": ms_per_call(opt.step), "whole step": whole_step_ms,
           "head and loss compiled, forward+backward": ms_per_call(lambda: compiled_head(feats).backward())}
     result = {"preset": run.cfg.preset, "batch_size": run.cfg.batch_size, "grad_clip": run.cfg.grad_clip,
-              "precision": run.precision, **provenance(run.device, run.data), "model_config": asdict(run.net.config),
+              "precision": run.precision, **provenance(run.device, run.cfg.data_dir), "model_config": asdict(run.net.config),
               "ms": ms, "head_compile_s": compile_s, "steps_per_epoch": batches_per_epoch}
     out = RESULTS / "step_parts.json"
     update_json(out, result)

@@ -90,7 +90,7 @@ def run_candidate(name, seed, precision, epochs, stress_lr, preset="default"):
     return {"name": name, "overrides": changes, "max_lr": max_lr, "seed": seed, "precision": run.precision,
             "batch_size": cfg.batch_size, "model_config": asdict(run.net.config), "epochs": epochs_rows,
             "diverged_at_step": bad, "stopped": stopped, "trace": [trace[i] for i in keep], "preset": preset,
-            **provenance(run.device, run.data)}
+            **provenance(run.device, run.cfg.data_dir)}
 
 
 def main(argv=None):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from conftest import fake_cifar, write_bin_layout, write_py_layout
-from utils.data import CLASSES, DataError, Loader, augment_batch, data_label, load_cifar10
+from benchmarks.common import data_label
+from utils.data import CLASSES, DataError, Loader, augment_batch, load_cifar10
 
 
 def listing(d):
@@ -139,7 +140,7 @@ def test_loader_rejects_bad_options(kwargs, match):
 def test_official_md5s_are_torchvisions():
     import torchvision
 
-    from utils.data import OFFICIAL_MD5
+    from benchmarks.common import OFFICIAL_MD5
     tv = torchvision.datasets.CIFAR10
     assert OFFICIAL_MD5 == dict(tv.train_list + tv.test_list)
 
@@ -161,7 +162,7 @@ def test_download_success_path_end_to_end_from_a_local_server(tmp_path, monkeypa
 
     import torchvision
 
-    import utils.data as data_module
+    import benchmarks.common as data_module
     src = write_py_layout(tmp_path / "src", n=10)
     with open(src / "batches.meta", "wb") as f:
         pickle.dump({b"label_names": [c.encode() for c in CLASSES]}, f, protocol=2)

@@ -46,7 +46,7 @@ def test_machine_name_closes_the_file_it_reads():
     import gc
     import warnings
 
-    from analysis import machine_name
+    from benchmarks.common import machine_name
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         assert machine_name(torch.device("cpu"))

@@ -27,5 +27,5 @@ def test_readme_example_runs(index, cifar_dir, tmp_path):
     done = subprocess.run([sys.executable, "-c", small], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     if index == 0:
-        assert (tmp_path / "runs" / "resnet" / "accs.png").stat().st_size > 1000
+        assert (tmp_path / "runs" / "resnet" / "curves.png").stat().st_size > 1000
         assert (tmp_path / "runs" / "resnet" / "checkpoint.pt").exists()

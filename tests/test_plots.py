@@ -66,10 +66,10 @@ def test_tensors_reach_matplotlib_as_numpy_no_deprecation_warning(tmp_path):
         plots.plot_attention(images(), [attention(3, 8, 1)], TITLES, tmp_path / "a.png")
         plots.plot_position_attention(images(), [attention(3, 16, 1)], TITLES, [(1, 1)], tmp_path / "p.png")
         plots.plot_confusion(cm, list("abcd"), tmp_path / "c.png")
-        plots.plot_per_class(cm, list("abcd"), tmp_path / "pc.png")
         plots.plot_gallery(images(), [0, 1, 2], [1, 2, 3], list("abcd"), tmp_path / "g.png")
         plots.plot_position_code(torch.randn(side * side, 6), side, tmp_path / "code.png")
-        plots.plot_entropy(torch.tensor([2.0, 1.0]), math.log(8), ["block 1", "block 2"], tmp_path / "e.png")
+        plots.plot_curves({"epochs": [{"epoch": 1, "train_loss": torch.tensor(2.0), "test_loss": 1.9, "train_acc": 10,
+                                       "test_acc": 12}]}, tmp_path / "e.png")
         plots.plot_spread({"x": torch.tensor([1.0, 0.1])}, ["pool", "block 1"], tmp_path / "s.png")
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("a.png", "p.png", "c.png", "code.png", "e.png", "s.png"))
 
@@ -140,10 +140,8 @@ def test_compare_legend_sits_below_the_curves(tmp_path):
     assert len({line.get_marker() for line in fig.axes[0].lines}) == 3
 
 
-def test_entropy_and_spread_label_their_references():
-    ax = plots.plot_entropy([2.0, 0.5], math.log(8), ["block 1", "block 2"]).axes[0]
-    assert ax.get_legend().get_texts()[0].get_text() == "uniform: ln 8 = 2.08" and "one-hot" in ax.get_ylabel()
-    spreads = {"best": [1.0, 0.1, 0.01], "reference": [1.0, 1e-4, 1e-8]}
+def test_spread_labels_its_stages_on_a_log_scale():
+    spreads = {"default": [1.0, 0.1, 0.01], "reference": [1.0, 1e-4, 1e-8]}
     ax = plots.plot_spread(spreads, ["pool", "block 1", "block 2"]).axes[0]
     assert ax.get_yscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["pool", "block 1", "block 2"]
     assert len(ax.lines) == 2 and "spread" in ax.get_ylabel()

@@ -1,18 +1,11 @@
 """CIFAR-10 as uint8 tensors, and a loader that augments whole batches on the device.
 
-Needs: torch, numpy (torchvision only to download). The only CIFAR-specific file in utils/;
-copy it alone into another project.
-
-load_cifar10 reads either official on-disk layout (cifar-10-batches-py, what torchvision
-downloads; or cifar-10-batches-bin) and checks every file, so a wrong path or a damaged
-file is one clear DataError. The python layout is a pickle: it is read with an
-unpickler that builds only what the official files hold (dicts, lists, bytes, numpy
-arrays), so a crafted file cannot run code. data_label says whether the files are the
-official ones. Loader keeps the whole set as one tensor on the training device and does
-crop, flip and normalisation there, a batch at a time: no worker processes, no PIL.
+Needs: torch, numpy (torchvision only to download); copy it alone. load_cifar10 reads either official layout
+(cifar-10-batches-py, what torchvision downloads, or -bin) and checks every file: a wrong path or a damaged file
+is one DataError. The pickled python layout is read by an unpickler that builds only what the official files
+hold, so a crafted file cannot run code. Loader keeps the set as one tensor on the device and crops, flips and
+normalises there, a batch at a time: no worker processes, no PIL.
 """
-import functools
-import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -29,14 +22,6 @@ AUGMENTATIONS = ("crop", "crop2", "flip")  # crop: random +-4-pixel shifts, crop
 RECORD = 1 + 3 * 32 * 32  # binary layout: label byte, then R, G, B planes
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
-# torchvision's published MD5s of the official python-layout files (torchvision.datasets.CIFAR10)
-OFFICIAL_MD5 = {
-    "data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
-}
-
-
 class DataError(ValueError):
     """A data folder or file that cannot be used; the message says which and why."""
 
@@ -107,24 +92,6 @@ def _read_py(path):
         raise DataError(f"{path}: {len(images)} images but {len(labels)} labels")
     _check_labels(labels, path)
     return images.reshape(-1, 3, 32, 32).clone(), labels
-
-
-def data_label(data_dir=None):
-    """'CIFAR-10 (official files)' when every python-layout file matches torchvision's published
-    MD5 (what a download gives); any other copy is named unverified."""
-    py_dir = resolve_data_dir(data_dir) / "cifar-10-batches-py"
-    files = [py_dir / name for name in OFFICIAL_MD5]
-    if not all(f.is_file() for f in files):
-        return "CIFAR-10 (unverified copy: not the official files)"
-    return _label(str(py_dir.resolve()), tuple(f.stat().st_mtime_ns for f in files))
-
-
-@functools.lru_cache(maxsize=8)
-def _label(py_dir, mtimes):
-    """The label of a folder's files, hashed once per folder and set of modification times."""
-    official = all(hashlib.md5((Path(py_dir) / name).read_bytes()).hexdigest() == md5
-                   for name, md5 in OFFICIAL_MD5.items())
-    return "CIFAR-10 (official files)" if official else "CIFAR-10 (unverified copy: not the official files)"
 
 
 def load_cifar10(data_dir=None, train=True, download=True):

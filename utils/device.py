@@ -1,12 +1,8 @@
 """Device, precision and seeding: pick the hardware and the number format it runs natively.
 
-Needs: torch. Nothing here is CIFAR-specific; copy it alone into another project.
-
-precision_for chooses by what the hardware computes natively, not by what torch can
-emulate: bf16 autocast on CUDA GPUs of compute capability 8.0 or more (A100, L4, H100)
-and on CPUs with AVX512-BF16 or AMX instructions (torch's mkldnn check also says yes on
-any AVX512 CPU, where bf16 is only emulated); fp16 with a gradient scaler on capability
-7.x (Colab's T4 is 7.5: bf16 is only emulated there); fp32 everywhere else.
+Needs: torch; copy it alone. precision_for: bf16 on CUDA GPUs of compute capability 8.0 or more and on CPUs with
+AVX512-BF16 or AMX (torch's mkldnn check says yes on any AVX512 CPU, where bf16 is only emulated); fp16 with a
+gradient scaler on capability 7.x (Colab's T4: bf16 only emulated); fp32 everywhere else.
 """
 import random
 
@@ -15,13 +11,9 @@ import torch
 
 def pick_device(device="auto", verbose=True):
     """'auto' -> cuda > mps > cpu; an explicit device must exist here, else a ValueError."""
+    mps = getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
     if device == "auto":
-        if torch.cuda.is_available():
-            device = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            device = "mps"
-        else:
-            device = "cpu"
+        device = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
         if verbose:
             print(f"device: {device} (picked by device='auto')")
     try:
@@ -30,7 +22,7 @@ def pick_device(device="auto", verbose=True):
         raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but this machine has no usable CUDA GPU; use 'cpu' or 'auto'")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if dev.type == "mps" and not mps:
         raise ValueError(f"device {device!r} asked for, but MPS is not available here; use 'cpu' or 'auto'")
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
@@ -55,10 +47,8 @@ def cpu_has_bf16():
 
 
 def optimizer_kwargs(device):
-    """Keyword arguments for torch.optim.Adam/AdamW: the fused kernel where torch has one (CUDA, CPU).
-
-    The fused kernel also lets a GradScaler skip an inf step on the device, with no host sync.
-    """
+    """Keyword arguments for torch.optim.Adam/AdamW: the fused kernel where torch has one (CUDA, CPU), which also
+    lets a GradScaler skip an inf step on the device, with no host sync."""
     return {"fused": True} if torch.device(device).type in ("cuda", "cpu") else {"foreach": True}
 
 

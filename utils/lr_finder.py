@@ -1,21 +1,10 @@
 """LR range test: torch-lr-finder's exponential sweep, a robust max-LR rule, no side effects.
 
-Needs: torch, torch-lr-finder (and tqdm, which it uses). Nothing here is CIFAR-specific;
-copy it alone into another project.
-
-find_lr raises the LR exponentially over lr_range, one batch a step, records
-the smoothed loss, stops early when the loss diverges (5x its best, or NaN), then
-restores the model and optimizer as they were: also when it is interrupted or raises.
-
-Rules (check_rule validates one): "min/N", for any number N > 0 (10 is fastai's habit),
-takes the LR at which the smoothed loss is lowest (the first SKIP_START points skipped, as
-torch-lr-finder's plot does) and divides it by N. "safe" (the default) reads both ends of
-the curve: min/2, but never above the LR at which the test diverged divided by SAFE_DIV
-(the highest LR tested / SAFE_DIV when it did not diverge). A flat curve moves its minimum
-a lot from seed to seed, the divergence point barely (docs/stability.md), so the cap keeps
-an unlucky minimum from choosing an LR the network cannot train at. The steepest-slope
-point ("steepest", computed as torch-lr-finder's plot does) is noisy: it is kept for
-comparison. read_curve names the curve's landmarks and which bound chose the LR.
+Needs: torch, torch-lr-finder; copy it alone. find_lr raises the LR exponentially, one batch a step, records the
+smoothed loss, stops when it diverges (5x its best, or NaN) and restores the model and optimizer, however it ends.
+Rules: "min/N" (N > 0) is the LR of the lowest smoothed loss / N. "safe" is min/2, but never above the divergence
+point / SAFE_DIV: a flat curve moves its minimum a lot from seed to seed, the divergence point barely
+(docs/stability.md). "steepest" is torch-lr-finder's own suggestion, noisy: kept for comparison.
 """
 import contextlib
 import functools
@@ -83,18 +72,14 @@ def _safe(lrs, losses, diverged):
 
 
 def suggest_lr(lrs, losses, rule="safe", diverged=False):
-    """Suggested max LR from a range test's (lrs, smoothed losses), ignoring the diverged tail.
-
-    diverged: whether the test stopped on divergence (its last LR is then where the loss blew up).
-    """
+    """Suggested max LR from a range test's (lrs, smoothed losses); diverged: its last LR is where it blew up."""
     check_rule(rule)
     if rule == "safe":
         return _safe(lrs, losses, diverged)[0]
     pts = _finite(lrs, losses)
     if rule.startswith("min/"):
         return _loss_min_lr(pts) / _divisor(rule)
-    # steepest: torch-lr-finder's own suggestion (LRFinder.plot(suggest_lr=True)): the most negative
-    # gradient of the loss over the steps, the first 10 and last 5 points skipped
+    # steepest, as LRFinder.plot(suggest_lr=True): the most negative gradient, first 10 and last 5 points skipped
     lr_s, loss_s = [p[0] for p in pts[SKIP_START:-5]], [p[1] for p in pts[SKIP_START:-5]]
     if len(loss_s) < 2:
         raise ValueError("the LR range test is too short for the steepest rule; raise num_iter")

@@ -1,10 +1,8 @@
 """Plots of a training run: curves, LR range test, LR schedule, errors, attention.
 
-Needs: matplotlib and numpy (inputs: torch tensors or numpy arrays; torch itself is not
-imported). Nothing here is CIFAR-specific: class names and images come in as arguments;
-copy it alone into another project. Every plot_ function but plot_heatmap (a panel for the
-others) draws one figure, saves it as a PNG when given a path, shows it when show=True (in
-a notebook) and closes it otherwise, so scripts never pile up open figures; it returns the figure.
+Needs: matplotlib and numpy (inputs: tensors or arrays); nothing CIFAR-specific: copy it alone. Every plot_
+function but plot_heatmap (a panel) draws one figure, saves it to path, shows it when show=True (in a notebook)
+and closes it otherwise, so scripts never pile up open figures; it returns the figure.
 """
 import math
 from pathlib import Path
@@ -19,6 +17,7 @@ LINES = ("-", "--", "-.", ":")
 
 
 def _finish(fig, path, show, tight=True):
+    """Save to path, show in a notebook, close."""
     if tight:
         fig.tight_layout()
     if path:
@@ -53,26 +52,18 @@ def _uniform_label(uniform):
     return f"attention weight (white = uniform {f'1/{n} = ' if math.isclose(n * uniform, 1) else ''}{uniform:.3g})"
 
 
-def _curve(history, key, ylabel, path, show):
+def plot_curves(history, path=None, show=False):
+    """Train and test loss (left) and accuracy (right) per epoch."""
     rows = history["epochs"]
     epochs = [r["epoch"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, [r[f"train_{key}"] for r in rows], "o-", label="train")
-    ax.plot(epochs, [r[f"test_{key}"] for r in rows], "s-", label="test")
-    ax.set(xlabel="epoch", ylabel=ylabel, title=f"{ylabel} per epoch")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (key, label) in zip(axes, (("loss", "loss"), ("acc", "accuracy (%)"))):
+        ax.plot(epochs, [r[f"train_{key}"] for r in rows], "o-", label="train")
+        ax.plot(epochs, [r[f"test_{key}"] for r in rows], "s-", label="test")
+        ax.set(xlabel="epoch", ylabel=label, title=f"{label} per epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
     return _finish(fig, path, show)
-
-
-def plot_losses(history, path=None, show=False):
-    """Train and test loss per epoch."""
-    return _curve(history, "loss", "loss", path, show)
-
-
-def plot_accuracies(history, path=None, show=False):
-    """Train and test accuracy (%) per epoch."""
-    return _curve(history, "acc", "accuracy (%)", path, show)
 
 
 def plot_compare(histories, path=None, show=False):
@@ -126,19 +117,6 @@ def plot_schedule(step_lrs, steps_per_epoch, path=None, show=False):
     ax.plot([i / steps_per_epoch for i in range(len(step_lrs))], step_lrs)
     ax.set(xlabel="epoch", ylabel="learning rate", title="one-cycle schedule (per batch)")
     ax.grid(alpha=0.3)
-    return _finish(fig, path, show)
-
-
-def plot_per_class(cm, classes, path=None, show=False):
-    """Accuracy of each class from a confusion matrix (rows: true class)."""
-    cm = _np(cm)
-    acc = 100 * np.diag(cm) / np.maximum(cm.sum(1), 1)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(classes, acc)
-    for i, a in enumerate(acc):
-        ax.text(i, a + 1, f"{a:.0f}", ha="center")
-    ax.set(ylabel="test accuracy (%)", ylim=(0, 105), title="per-class accuracy")
-    ax.tick_params(axis="x", rotation=45)
     return _finish(fig, path, show)
 
 
@@ -264,22 +242,6 @@ def plot_spread(spreads, stages, path=None, show=False):
            title="how different the images look to the network, stage by stage")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    return _finish(fig, path, show)
-
-
-def plot_entropy(entropies, uniform, labels, path=None, show=False):
-    """One number per block (e.g. mean attention-row entropy, nats) as bars, the uniform spread's as a dashed line."""
-    values = [float(e) for e in entropies]
-    n = math.exp(uniform)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar(labels, values, color="tab:blue")
-    for i, v in enumerate(values):
-        ax.text(i, v / 2, f"{v:.2f}", ha="center", va="center", color="white")  # inside: clear of the dashed line
-    name = f"uniform: ln {round(n)} = {uniform:.2f}" if abs(n - round(n)) < 1e-6 else f"uniform: {uniform:.2f}"
-    ax.axhline(uniform, color="black", ls="--", label=name)
-    ax.set(ylim=(0, 1.3 * max(values + [uniform])), ylabel="entropy of an attention row (nats; 0 = one-hot)",
-           title="how spread the attention is, per block")
-    ax.legend(loc="upper right")
     return _finish(fig, path, show)
 
 

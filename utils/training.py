@@ -1,20 +1,9 @@
 """Train and test loops, a checkpoint that survives interruption, and the checks a student needs.
 
-Needs: torch, tqdm. Nothing here is CIFAR-specific: any classifier, any iterable of
-(inputs, labels) batches; copy it alone into another project. The epoch loop itself is
-the caller's (train.py shows one):
-
-    for epoch in range(1, epochs + 1):
-        tr = train_epoch(model, train_loader, optimizer, scheduler, grad_clip=1.0)
-        te = evaluate(model, test_loader)
-
-The step never waits for the device: each step's loss and the count of correct
-predictions stay on it, and are read once every SYNC_EVERY steps (when the progress bar
-updates) and at the end of the epoch. That read also checks every loss since the last
-one: a non-finite loss, or one above BLOWUP x ln(classes), raises DivergenceError naming
-the first bad step and its LR. (In full runs every step above that limit was followed by
-a blow-up or a collapse to chance: docs/robustness.md.) health() names a run stuck at
-chance and a run that is degrading, from the per-epoch rows.
+Needs: torch, tqdm; any classifier and any iterable of (inputs, labels) batches: copy it alone. The epoch loop
+is the caller's (train.py shows one). The step never waits for the device: the losses and the correct count
+are read every SYNC_EVERY steps, and that read checks them (DivergenceError on a non-finite loss, or one
+above BLOWUP x ln(classes): docs/robustness.md). health() names a run stuck at chance or degrading.
 """
 import contextlib
 import math
@@ -131,21 +120,14 @@ def train_epoch(model, loader, optimizer, scheduler=None, *, grad_clip, precisio
 
 
 @torch.no_grad()
-def predict(model, loader, *, precision="fp32", flip=False):
-    """Logits (N, classes) in float32 and labels (N,) for every batch; flip=True averages with mirrored images.
-
-    Each batch's logits are copied out: a compiled model that replays a CUDA graph writes every
-    batch's output into the same memory.
-    """
+def predict(model, loader, *, precision="fp32"):
+    """Logits (N, classes) in float32 and labels (N,) for every batch (each batch's logits copied out: a model
+    that replays a CUDA graph writes every batch's output into the same memory)."""
     model.eval()
     device, logits, labels = _device(model), [], []
     for x, y in loader:
-        x = x.to(device)
         with autocast(device, precision):
-            out = model(x).to(torch.float32, copy=True)
-            if flip:
-                out = (out + model(x.flip(3)).float()) / 2
-        logits.append(out)
+            logits.append(model(x.to(device)).to(torch.float32, copy=True))
         labels.append(y.to(device))
     return torch.cat(logits), torch.cat(labels)
 
@@ -165,13 +147,8 @@ def at_chance(rows, classes, epochs=CHANCE_EPOCHS):
 
 
 def degrading(rows, epochs=DEGRADE_EPOCHS):
-    """True when the last `epochs` epochs all trained far worse than the best epoch before them.
-
-    Far worse: a train loss above DEGRADE_LOSS x the best one (and 0.1 above it), or a train
-    accuracy DEGRADE_ACC points under the best one. A run that collapses without blowing up
-    (loss 1.05 -> 2.50, accuracy 62.6% -> 20.0% at an LR a little too high) passes the
-    divergence check and the chance check; this names it.
-    """
+    """True when the last `epochs` epochs all trained far worse (DEGRADE_LOSS, DEGRADE_ACC) than the best one
+    before them: a collapse that passes the divergence check and the chance check."""
     if len(rows) <= epochs:
         return False
     before, last = rows[:-epochs], rows[-epochs:]
@@ -198,9 +175,7 @@ def health(rows, classes):
 class Checkpoint:
     """One run's checkpoint file, written atomically with the random state; only a run of the same config resumes it.
 
-    Checkpoint(path, config, resume=False) removes a file left there by an earlier run, so an
-    interrupted new run never points at another run's epochs; resume=True loads it instead
-    (and refuses one made with another config).
+    Without resume, a file left at path by an earlier run is removed: a new run never points at another's epochs.
     """
 
     def __init__(self, path, config=None, resume=False):

@@ -48,9 +48,9 @@ def _off_diagonal_mean(g):
 
 @torch.no_grad()
 def row_similarity(am):
-    """What a row of AM over positions (B, T, T) depends on, as mean cosine similarities between rows:
-    two query positions of one image, against one query position in two images."""
-    rows = torch.nn.functional.normalize(am.float(), dim=-1)  # (B, T, T), each row of unit length
+    """What a row of AM over positions (B, T, T) depends on: the mean cosine similarity of two rows' departures
+    from uniform (AM - 1/T), for two query positions of one image and for one query position in two images."""
+    rows = torch.nn.functional.normalize(am.float() - 1 / am.shape[-1], dim=-1)  # (B, T, T), unit length
     same_image = _off_diagonal_mean(rows @ rows.transpose(1, 2)).mean()  # (B, T, T) -> one number
     same_query = _off_diagonal_mean(torch.einsum("bsk,csk->sbc", rows, rows)).mean()  # (T, B, B) -> one number
     return {"same image, other query": same_image.item(), "same query, other image": same_query.item()}
@@ -93,14 +93,23 @@ def report(run, image_dir, show=False):
 
 @torch.no_grad()
 def shuffled_accuracy(run, seed=0):
-    """Test accuracy (%) with the 64 tokens of conv3's map in their place and shuffled (one permutation for all
-    images): what the network reads from where a token is. {"in place": %, "shuffled": %}."""
-    net, right, n = run.net.eval(), torch.zeros(2), 0
+    """Test accuracy (%) of a trained network over positions: as it is, with its tokens moved to other positions
+    (the position code staying put), and with the code moved instead; one permutation for every image."""
+    net = run.net.eval()
     side = 32 // math.prod(net.config.strides)
     perm = torch.randperm(side * side, generator=torch.Generator().manual_seed(seed)).to(run.device)
+    code = getattr(net, "position_code", None)
+    right, n = torch.zeros(3), 0
     for x, y in run.test_loader:
         m = net.feature_map(x)  # (B, 48, A, A)
-        shuffled = m.flatten(2)[:, :, perm].view_as(m)
-        right += torch.stack([(net.head(t).argmax(1) == y).sum().cpu() for t in (m, shuffled)])
+        logits = [net.head(m), net.head(m.flatten(2)[:, :, perm].view_as(m))]
+        if code is not None:
+            try:
+                net.position_code = code[perm]  # position p gets the code of position perm[p]
+                logits.append(net.head(m))
+            finally:
+                net.position_code = code
+        right[:len(logits)] += torch.stack([(out.argmax(1) == y).sum().cpu() for out in logits])
         n += len(y)
-    return dict(zip(("in place", "shuffled"), (100 * right / n).tolist()))
+    names = ("as trained", "tokens moved", "code moved")[:2 + (code is not None)]
+    return dict(zip(names, (100 * right / n).tolist()))

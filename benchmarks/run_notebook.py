@@ -1,24 +1,33 @@
 """Execute the notebook in place, as it is committed: every cell run, outputs kept.
 
-    python -m benchmarks.run_notebook      # writes images/ and notebook_run.json too (its wall_s: what it took)
+    python -m benchmarks.run_notebook      # then copies its figures into images/ and its numbers into results
+
+The notebook itself writes only into its run folder (runs/notebook, which git ignores): running it never
+changes the repository. This script is what refreshes README's figures (images/) and
+benchmarks/results/notebook_run.json (the run's numbers, with where and how long Run all took).
 
 Progress bars are Jupyter widgets while the notebook runs (live in Jupyter and Colab). A
 saved widget shows as a frozen "0%| 0/390" line where widgets do not run (GitHub,
 nbviewer), so the widget outputs are dropped before saving; the epoch lines stay.
 
-The cell tagged "cost" reports what Run all cost, from notebook_run.json, which the last
-cell writes: it is run once more after the rest, so that it reports this execution.
+The cell tagged "cost" reports what Run all cost, from notebook_run.json: it is run once more after
+the rest, so that it reports this execution.
 """
 import argparse
+import json
+import shutil
 import sys
 import time
 
 import nbformat
 from nbclient import NotebookClient
 
-from benchmarks.common import ROOT
+from benchmarks.common import RESULTS, ROOT, provenance
 
 NOTEBOOK = ROOT / "Assignment_9_Solution.ipynb"
+RUN = ROOT / "runs" / "notebook"  # the notebook's OUT
+FIGURES = ("curves.png", "lr_finder.png", "lr_schedule.png", "confusion.png", "misclassified.png", "attention.png",
+           "presets.png", "attention_positions.png")
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
@@ -36,7 +45,14 @@ def main(argv=None):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     t = time.perf_counter()
     client = dict(kernel_name="python3", resources={"metadata": {"path": str(ROOT)}})
+    shutil.rmtree(RUN, ignore_errors=True)  # a fresh run, not a resumed one
     NotebookClient(nb, timeout=3600, **client).execute()
+    wall_s = time.perf_counter() - t
+    for name in FIGURES:
+        shutil.copy(RUN / name, ROOT / "images" / name)
+    numbers = json.loads((RUN / "notebook_run.json").read_text())
+    (RESULTS / "notebook_run.json").write_text(json.dumps({**numbers, **provenance(numbers["device"]), "wall_s": wall_s},
+                                                          indent=1))
     cost = next((c for c in nb.cells if "cost" in c.metadata.get("tags", [])), None)
     if cost is not None:  # again, now that notebook_run.json holds this execution
         again = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cost.source)], metadata=nb.metadata)

@@ -70,19 +70,28 @@ def test_notebook_executes_on_a_real_slice(cifar_dir, tmp_path, monkeypatch, pre
     small = "train_subset=2048, test_subset=1024" if precision == "auto" else "train_subset=512, test_subset=256, batch_size=64"
     nb.cells.insert(params + 1, nbformat.v4.new_code_cell(  # what papermill would inject
         f"QUICK = dict(epochs=2, {small}, lr_finder_iters=20, download=False, precision={precision!r})\n"
-        f"OUT, IMAGES, RESULTS = {str(tmp_path / 'run')!r}, {str(tmp_path / 'images')!r}, {str(tmp_path / 'r.json')!r}"))
+        f"OUT = {str(tmp_path / 'run')!r}"))
+    before = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 8
-    result = json.loads((tmp_path / "r.json").read_text())
-    assert result["history"][-1]["epoch"] == 2 and result["data"].startswith("CIFAR-10 (")
-    assert result["tokens"]["history"][-1]["epoch"] == 2 and result["tokens"]["config"]["lr_rule"] == "min/5"
-    assert result["tokens"]["config"]["augment"] == ["crop2", "flip"] and result["config"]["augment"] == ["flip"]
+    result = json.loads((tmp_path / "run" / "notebook_run.json").read_text())
+    assert result["default"]["history"][-1]["epoch"] == 2 and result["tokens"]["history"][-1]["epoch"] == 2
+    assert result["tokens_config"]["lr_rule"] == "min/5" and result["tokens_config"]["augment"] == ["crop2", "flip"]
+    assert result["config"]["augment"] == ["flip"] and result["config"]["preset"] == "default"
     assert result["precision"] == (precision if precision != "auto" else result["precision"])
-    for png in ("lr_finder.png", "losses.png", "accs.png", "confusion.png", "misclassified.png", "attention.png",
-                "presets.png", "attention_positions.png"):
-        assert (tmp_path / "images" / png).exists()
+    for png in ("lr_finder.png", "curves.png", "confusion.png", "misclassified.png", "attention.png", "presets.png",
+                "attention_positions.png"):
+        assert (tmp_path / "run" / png).exists()
+    summary = next(c for c in nb.cells if c.cell_type == "code" and "summary(" in c.source)
+    totals = re.findall(r"Total params: ([0-9,]+)", "".join(o.get("text", "") for o in summary.outputs))
+    from models import Net, count_parameters
+    from train import PRESETS
+    assert [int(t.replace(",", "")) for t in totals] == [count_parameters(Net(PRESETS[p]["model"]))
+                                                         for p in ("default", "reference")]
+    after = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert after == before  # running the chapter changes no file of the repository
 
 
 def test_the_training_loop_the_notebook_quotes_is_train_pys():

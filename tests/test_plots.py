@@ -1,5 +1,4 @@
 """The plots read right (one colour scale, white = uniform, every landmark named) and the LR finder names its bounds."""
-import math
 import warnings
 
 import matplotlib
@@ -60,18 +59,16 @@ def test_position_attention_panels_share_one_colour_bar_white_at_one_over_t():
 def test_tensors_reach_matplotlib_as_numpy_no_deprecation_warning(tmp_path):
     torch.manual_seed(0)
     cm = torch.randint(0, 50, (4, 4))
-    side = 4
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         plots.plot_attention(images(), [attention(3, 8, 1)], TITLES, tmp_path / "a.png")
         plots.plot_position_attention(images(), [attention(3, 16, 1)], TITLES, [(1, 1)], tmp_path / "p.png")
         plots.plot_confusion(cm, list("abcd"), tmp_path / "c.png")
         plots.plot_gallery(images(), [0, 1, 2], [1, 2, 3], list("abcd"), tmp_path / "g.png")
-        plots.plot_position_code(torch.randn(side * side, 6), side, tmp_path / "code.png")
         plots.plot_curves({"epochs": [{"epoch": 1, "train_loss": torch.tensor(2.0), "test_loss": 1.9, "train_acc": 10,
                                        "test_acc": 12}]}, tmp_path / "e.png")
         plots.plot_spread({"x": torch.tensor([1.0, 0.1])}, ["pool", "block 1"], tmp_path / "s.png")
-    assert all((tmp_path / f).stat().st_size > 1000 for f in ("a.png", "p.png", "c.png", "code.png", "e.png", "s.png"))
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("a.png", "p.png", "c.png", "e.png", "s.png"))
 
 
 def lr_curve():
@@ -145,13 +142,3 @@ def test_spread_labels_its_stages_on_a_log_scale():
     ax = plots.plot_spread(spreads, ["pool", "block 1", "block 2"]).axes[0]
     assert ax.get_yscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["pool", "block 1", "block 2"]
     assert len(ax.lines) == 2 and "spread" in ax.get_ylabel()
-
-
-def test_position_code_marks_corner_edge_centre():
-    side = 4
-    fig = plots.plot_position_code(torch.randn(side * side, 6), side)
-    sims = [ax for ax in fig.axes if not hasattr(ax, "_colorbar")][1:]
-    assert [ax.get_title().split()[0] for ax in sims] == ["corner", "edge", "centre"]
-    assert all(ax.images[0].get_array().shape == (side, side) for ax in sims)
-    assert sims[2].images[0].get_array()[side // 2, side // 2] == pytest.approx(1)  # a code is like itself
-    assert len(colorbars(fig)) == 2

@@ -22,6 +22,8 @@ AUGMENTATIONS = ("crop", "crop2", "flip")  # crop: random +-4-pixel shifts, crop
 RECORD = 1 + 3 * 32 * 32  # binary layout: label byte, then R, G, B planes
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
+
+
 class DataError(ValueError):
     """A data folder or file that cannot be used; the message says which and why."""
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
-from matplotlib.ticker import MaxNLocator
 
 MARKERS = "osD^vPX*<>"  # one marker and line style per run or curve, so that overlapping lines stay told apart
 LINES = ("-", "--", "-.", ":")
@@ -196,13 +195,8 @@ def plot_attention(images, maps, titles, path=None, show=False):
 
 
 def plot_position_attention(images, maps, titles, queries, path=None, show=False):
-    """Attention over positions, drawn over the images, as ViT papers do; one colour scale, white = uniform.
-
-    maps: the blocks' (B, T, T) attention matrices (T = A*A positions of an A x A map);
-    queries: (row, col) positions of that map, marked with a cross. Row i: image i, then
-    where each query attends in each block (its row of AM as an A x A heatmap, stretched
-    over the image).
-    """
+    """Where a query position (row, col), marked +, attends in each block: its row of AM (maps: (B, T, T) each) as
+    an A x A heatmap beside the image; one colour scale, white = uniform."""
     n, k = len(images), len(maps)
     maps = [_np(m) for m in maps]
     t = maps[0].shape[-1]
@@ -214,13 +208,11 @@ def plot_position_attention(images, maps, titles, queries, path=None, show=False
     h, w = _np(images[0]).shape[-2:]
     scale = h / side
     for i in range(n):
-        img = _rgb(images[i])
-        axes[i, 0].imshow(img)
+        axes[i, 0].imshow(_rgb(images[i]))
         axes[i, 0].set_title(titles[i], fontsize=8)
         for col, ((r, c), b) in enumerate(((q, b) for q in queries for b in range(k)), 1):
-            ax = axes[i, col]
-            ax.imshow(img)
-            im = ax.imshow(rows[i][col - 1], cmap="RdBu_r", norm=norm, alpha=0.8, interpolation="nearest",
+            ax = axes[i, col]  # the weights alone, opaque: every colour drawn is on the colour bar
+            im = ax.imshow(rows[i][col - 1], cmap="RdBu_r", norm=norm, interpolation="nearest",
                            extent=(-0.5, w - 0.5, h - 0.5, -0.5))
             ax.plot((c + 0.5) * scale - 0.5, (r + 0.5) * scale - 0.5, "k+", ms=10, mew=2)
             if i == 0:
@@ -243,24 +235,3 @@ def plot_spread(spreads, stages, path=None, show=False):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _finish(fig, path, show)
-
-
-def plot_position_code(code, side, path=None, show=False):
-    """A 2-D position code (side*side, dim): the code, and how alike a corner's, an edge's, the centre's are to all."""
-    code = _np(code).astype(float)
-    unit = code / np.maximum(np.linalg.norm(code, axis=1, keepdims=True), 1e-12)
-    picks = {"corner": (0, 0), "edge": (0, side // 2), "centre": (side // 2, side // 2)}
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8), width_ratios=(1.3, 1, 1, 1), layout="constrained")
-    lim = float(np.abs(code).max()) or 1.0
-    im = axes[0].imshow(code, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
-    axes[0].set(xlabel="feature", ylabel=f"position (row * {side} + col)",
-                title=f"position code ({code.shape[0]} x {code.shape[1]})")
-    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.colorbar(im, ax=axes[0], label="code value")
-    low = float((unit @ unit.T).min())  # the least alike two positions are: the bottom of the similarity scale
-    for ax, (name, (r, c)) in zip(axes[1:], picks.items()):
-        im = ax.imshow((unit @ unit[r * side + c]).reshape(side, side), cmap="viridis", vmin=min(low, 0.999), vmax=1)
-        ax.plot(c, r, "k*", ms=12, mfc="yellow")
-        ax.set(xlabel="col", ylabel="row", title=f"{name} ({r},{c}) vs every position")
-    fig.colorbar(im, ax=list(axes[1:]), label="cosine similarity of the codes")
-    return _finish(fig, path, show, tight=False)

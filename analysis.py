@@ -9,7 +9,7 @@ import torch
 
 from utils import plots
 from utils.data import CLASSES
-from utils.training import confusion_matrix, predict
+from utils.training import autocast, confusion_matrix, predict
 
 
 @torch.no_grad()
@@ -101,14 +101,15 @@ def shuffled_accuracy(run, seed=0):
     code = getattr(net, "position_code", None)
     right, n = torch.zeros(3), 0
     for x, y in run.test_loader:
-        m = net.feature_map(x)  # (B, 48, A, A)
-        logits = [net.head(m), net.head(m.flatten(2)[:, :, perm].view_as(m))]
-        if code is not None:
-            try:
-                net.position_code = code[perm]  # position p gets the code of position perm[p]
-                logits.append(net.head(m))
-            finally:
-                net.position_code = code
+        with autocast(run.device, run.precision):  # as training evaluates it
+            m = net.feature_map(x)  # (B, 48, A, A)
+            logits = [net.head(m), net.head(m.flatten(2)[:, :, perm].view_as(m))]
+            if code is not None:
+                try:
+                    net.position_code = code[perm]  # position p gets the code of position perm[p]
+                    logits.append(net.head(m))
+                finally:
+                    net.position_code = code
         right[:len(logits)] += torch.stack([(out.argmax(1) == y).sum().cpu() for out in logits])
         n += len(y)
     names = ("as trained", "tokens moved", "code moved")[:2 + (code is not None)]

@@ -145,6 +145,26 @@ def presets():
             + "\n\n24 epochs, CIFAR-10 (local JPEG-derived copy); rows of `accuracy.json`.")
 
 
+# the gap between the default and the tokens preset, one change per rung (the notebook prints the same rows)
+LADDER = [("the default", "default, fp32, AMD EPYC AVX512, 1 thread"),
+          ("+ LR rule min/5", "default, min/5, AMD EPYC AVX512, 1 thread"),
+          ("+ attention over the 64 positions", "tokens without the position code, min/5, AMD EPYC AVX512, 1 thread"),
+          ("+ the position code", "tokens preset, min/5, AMD EPYC AVX512"),
+          ("+ shifts of up to 2 pixels = tokens", "tokens preset, min/5 + crop2, AMD EPYC AVX512")]
+
+
+def ladder():
+    """From the default to the tokens preset, one change at a time (accuracy.json)."""
+    acc, rows = load("accuracy.json"), []
+    for rung, name in LADDER:
+        r = acc[name]
+        train = [h[-1]["train_acc"] for h in r["histories"]]
+        rows.append([rung, acc_cell(r), ", ".join(f"{a:.2f}" for a in r["test_acc"]),
+                     f"{min(train):.1f}-{max(train):.1f}", machine(r)])
+    return (table(["rung", "test acc (%)", "seeds 0-2", "train acc, last epoch (%)", "machine"], rows)
+            + "\n\n24 epochs, fp32, CIFAR-10 (local JPEG-derived copy); rows of `accuracy.json`.")
+
+
 def attention_speed():
     d = load("attention_speed.json")
     rows = [[p, f"{d[p]['mean_ms']['written out']:.1f}", f"{d[p]['mean_ms']['fused']:.1f}", f"{d[p]['fused_over_written_out']:.2f}"]
@@ -153,7 +173,7 @@ def attention_speed():
             + f"\n\n{machine(d)}, {d['best']['precision']}, {d['rounds']} alternating rounds of {d['steps']} steps.")
 
 
-TABLES = {"ablation": ablation, "notebook": notebook, "presets": presets, "attention_speed": attention_speed, "lr_spread": lr_spread, "stability": stability, "seeds": seeds, "speed": speed,
+TABLES = {"ablation": ablation, "ladder": ladder, "notebook": notebook, "presets": presets, "attention_speed": attention_speed, "lr_spread": lr_spread, "stability": stability, "seeds": seeds, "speed": speed,
           "tokens": tokens}
 MARK = re.compile(r"<!-- table: (\w+) -->\n(?:(?!<!-- table: ).)*?<!-- /table -->", re.S)  # one table, maybe empty
 

@@ -219,7 +219,8 @@ def plot_position_attention(images, maps, titles, queries, path=None, show=False
                 ax.set_title(f"({r},{c}), block {b + 1}", fontsize=8)
         for ax in axes[i]:
             ax.axis("off")
-    fig.suptitle(f"where a position (+) attends: its row of AM ({t}x{t}) over the {side}x{side} map, one colour scale")
+    fig.suptitle(f"where a position (+; (row, col), counted from 0) attends: its row of AM ({t}x{t}) over the "
+                 f"{side}x{side} map, one colour scale")
     fig.colorbar(im, ax=axes[:, 1:], shrink=0.8, label=_uniform_label(uniform))
     return _finish(fig, path, show, tight=False)
 

@@ -18,12 +18,16 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from benchmarks.common import LEFT_MODEL, RESULTS, machine, provenance, update_json
 from models import count_parameters
 from train import find_max_lr, recipe, setup, train
-from utils.training import DivergenceError
+from utils.training import DivergenceError, evaluate
 
 EXPERIMENTS = json.loads((Path(__file__).parent / "experiments.json").read_text())
 # switches gone from RunConfig, at the values that trained as today's code does: merge() drops them from rows
@@ -31,10 +35,26 @@ EXPERIMENTS = json.loads((Path(__file__).parent / "experiments.json").read_text(
 LEFT = {"final_div": 1000.0, "betas": [0.9, 0.999], "bn_bias_lr_mult": 1.0, "weight_decay": 0.0, "label_smoothing": 0.0}
 
 
-def run_seed(cfg, name, change):
-    """One seed of a row: a one-seed results entry (its "stopped" says why when the divergence check ended it)."""
+def soft_labels(labels, teacher_logits, alpha, temperature):
+    """Distillation's targets: (1 - alpha) x the one-hot labels + alpha x the teacher's softmax at the temperature."""
+    teacher = (teacher_logits[: len(labels)].float().to(labels.device) / temperature).softmax(1)
+    return (1 - alpha) * F.one_hot(labels, teacher.shape[1]).float() + alpha * teacher  # (N, classes)
+
+
+def run_seed(cfg, name, change, distill=None, ema=None):
+    """One seed of a row: a one-seed results entry (its "stopped" says why when the divergence check ended it).
+
+    distill: {"logits": a file of benchmarks/teacher.py, "alpha", "temperature"}: the training labels become
+    soft_labels. ema: a decay; an exponential moving average of the weights (buffers included) is kept from
+    the first training step and its test accuracy recorded beside the trained weights' (ema_test_acc)."""
     run = setup(cfg, verbose=False)
+    if distill:
+        logits = torch.load(distill["logits"], map_location="cpu")
+        run.train_loader.labels = soft_labels(run.train_loader.labels, logits, distill["alpha"], distill["temperature"])
     max_lr = cfg.max_lr or find_max_lr(run)["suggested"]  # the range test restores the model and takes no random number
+    if ema:
+        average = AveragedModel(run.net, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
+        hook = register_optimizer_step_post_hook(lambda *_: average.update_parameters(run.net))
     bar = tqdm(total=cfg.epochs, desc=f"{name} (seed {cfg.seed})", unit="epoch")
 
     def log(line):
@@ -43,12 +63,16 @@ def run_seed(cfg, name, change):
 
     try:
         history = train(run, max_lr, progress=False, log=log)
-        done = {"seeds": [cfg.seed], "test_acc": [history["epochs"][-1]["test_acc"]], "histories": [history["epochs"]],
+        if ema:
+            done_ema = {"ema_decay": ema, "ema_test_acc": [evaluate(average, run.test_loader, precision=run.precision)["acc"]]}
+        done = ({"distill": distill} if distill else {}) | (done_ema if ema else {}) | {"seeds": [cfg.seed], "test_acc": [history["epochs"][-1]["test_acc"]], "histories": [history["epochs"]],
                 "sec_per_epoch": statistics.mean(history["epoch_seconds"])}
     except DivergenceError as e:  # a row of its own: a recipe that blows up is a result too
         done = {"seeds": [], "stopped": [f"seed {cfg.seed}: {e}"], "sec_per_epoch": None}
     finally:
         bar.close()
+        if ema:
+            hook.remove()
     return {"name": name, "change": change, "config": run.resume_settings(), "model_config": asdict(run.net.config),
             "params": count_parameters(run.net), "epochs": cfg.epochs, "max_lr": [max_lr],
             "max_lr_by_seed": {str(cfg.seed): max_lr}, "device": str(run.device), **provenance(run.device, run.cfg.data_dir), **done}
@@ -65,14 +89,15 @@ def merge(parts):
     row["max_lr_by_seed"] = {k: v for r in parts for k, v in r.get("max_lr_by_seed", {}).items()}
     row["sec_per_epoch_by_seed"] = {k: v for r in parts for k, v in (r.get("sec_per_epoch_by_seed") or (
         {str(r["seeds"][0]): r["sec_per_epoch"]} if len(r["seeds"]) == 1 else {})).items()}  # a one-seed part: its own
-    for key in ("seeds", "test_acc", "max_lr", "histories", "stopped"):
+    for key in ("seeds", "test_acc", "max_lr", "histories", "stopped", "ema_test_acc"):
         row[key] = [x for r in parts for x in r.get(key, [])]
     secs = [r["sec_per_epoch"] for r in parts for _ in r["seeds"]]
     accs = row["test_acc"]
     row.update(mean=statistics.mean(accs) if accs else None, std=statistics.stdev(accs) if len(accs) > 1 else 0.0,
                sec_per_epoch=statistics.mean(secs) if secs else None)
-    if not row["stopped"]:
-        del row["stopped"]
+    for key in ("stopped", "ema_test_acc"):
+        if not row[key]:
+            del row[key]
     return row
 
 
@@ -130,8 +155,8 @@ def main(argv=None):
     for name in a.configs:
         e = EXPERIMENTS[name]
         seeds = a.seed_list or range(a.first_seed, a.first_seed + (a.seeds or e["seeds"]))
-        row = merge([run_seed(recipe(**e["config"], epochs=a.epochs, seed=s, device=a.device), name, e["change"])
-                     for s in seeds])
+        row = merge([run_seed(recipe(**e["config"], epochs=a.epochs, seed=s, device=a.device), name, e["change"],
+                              e.get("distill"), e.get("ema")) for s in seeds])
         save(a.out, {name: row})
         print(f"{name}: {row['test_acc']} ({len(row['seeds'])} seed(s) finished; stopped: {row.get('stopped') or 'none'})")
     return 0

@@ -9,6 +9,7 @@ import time
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import train as recipe
 from conftest import ROOT, write_bin_layout
@@ -215,3 +216,21 @@ def test_the_range_test_takes_no_random_number_so_a_fixed_lr_row_can_skip_it(cif
     monkeypatch.setattr(accuracy, "find_max_lr", no_range_test)
     row = accuracy.run_seed(recipe.recipe(**{**cfg.__dict__, "max_lr": 1e-3}), "fixed", "c")
     assert row["max_lr"] == [1e-3] and len(row["histories"][0]) == 1
+
+
+def test_a_distilled_row_trains_on_the_teachers_mixed_labels_and_records_the_weight_average(cifar_dir, tmp_path):
+    """A "distill" row replaces the training labels by (1 - alpha) one-hot + alpha teacher softmax; an "ema" row
+    evaluates the weights' moving average beside the trained weights (a different network, so its own accuracy)."""
+    from benchmarks import accuracy
+    labels = torch.tensor([0, 3])
+    logits = torch.tensor([[4.0, 0, 0, 0], [0, 0, 0, 8.0]])
+    soft = accuracy.soft_labels(labels, logits, alpha=0.5, temperature=2.0)
+    assert torch.allclose(soft.sum(1), torch.ones(2)) and soft.argmax(1).tolist() == [0, 3]
+    assert torch.allclose(soft[0], 0.5 * F.one_hot(labels, 4)[0] + 0.5 * (logits[0] / 2).softmax(0))
+    torch.save(torch.randn(50_000, 10), tmp_path / "logits.pt")
+    cfg = recipe.recipe(train_subset=256, test_subset=128, epochs=1, device="cpu", data_dir=str(cifar_dir),
+                        download=False, max_lr=1e-3)
+    row = accuracy.run_seed(cfg, "distilled", "c", {"logits": str(tmp_path / "logits.pt"), "alpha": 0.5,
+                                                    "temperature": 3.0}, ema=0.9)
+    assert row["distill"]["alpha"] == 0.5 and len(row["ema_test_acc"]) == 1 and len(row["histories"][0]) == 1
+    assert 0 <= row["ema_test_acc"][0] <= 100

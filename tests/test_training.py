@@ -376,3 +376,16 @@ def test_clipping_takes_the_one_kernel_path_only_where_the_device_has_it(cifar_d
     run = recipe.setup(small_cfg(cifar_dir, train_subset=256), verbose=False)
     train_epoch(run.model, run.train_loader, recipe.make_optimizer(run, 1e-3), grad_clip=1.0, progress=False)
     assert seen == [True, True]
+
+
+def test_class_probabilities_as_labels_train_exactly_like_the_class_indices(cifar_dir):
+    """A teacher's soft labels go through the same loop: one-hot probabilities give the indices' loss and accuracy."""
+    results = []
+    for soft in (False, True):
+        run = recipe.setup(small_cfg(cifar_dir, train_subset=512, epochs=1), verbose=False)
+        if soft:
+            run.train_loader.labels = F.one_hot(run.train_loader.labels, 10).float()
+        optimizer = recipe.make_optimizer(run, 1e-3)
+        results.append(train_epoch(run.model, run.train_loader, optimizer, grad_clip=1.0, progress=False))
+    assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-5)
+    assert results[0]["acc"] == results[1]["acc"] > 0

@@ -56,7 +56,7 @@ class _Tally:
 
     def add(self, loss, out, y, lr):
         self.losses.append(loss.detach().float())
-        self.correct += (out.argmax(1) == y).sum()
+        self.correct += (out.argmax(1) == (y if y.ndim == 1 else y.argmax(1))).sum()  # labels or class probabilities
         self.sizes.append(len(y))
         self.lrs.append(lr)
         self.classes = out.shape[1]
@@ -82,6 +82,7 @@ def train_epoch(model, loader, optimizer, scheduler=None, *, grad_clip, precisio
                 progress=True, on_step=None):
     """One pass over loader with cross-entropy; returns {"loss", "acc", "lrs"} (lrs: the LR used at each step).
 
+    The loader's labels are class indices (B,) or class probabilities (B, classes), e.g. a teacher's.
     grad_clip > 0: gradients scaled down to at most this total norm before each step (0: off). scaler: a
     GradScaler for fp16 (None: none). on_step(step, loss), if given, runs after each step (for a per-step
     trace: it may read the device; the loop itself reads it only every SYNC_EVERY steps).

@@ -26,7 +26,9 @@ CASES = {"default": {"preset": "default"}, "tokens recipe": TOKENS,
          "+ 2 heads": TOKENS | {"model": {"heads": 2}},
          "+ relative position bias": TOKENS | {"model": {"rel_bias": True, "conv_bias": False}},
          "+ 2 heads + relative position bias": TOKENS | {"model": {"heads": 2, "rel_bias": True, "conv_bias": False}},
-         "distilled preset": {"preset": "distilled", "teacher": TEACHER}}
+         "distilled preset": {"preset": "distilled", "teacher": TEACHER},
+         "distilled + 2 heads + relative position bias": {"preset": "distilled", "teacher": TEACHER,
+                                                          "model": {"heads": 2, "rel_bias": True, "conv_bias": False}}}
 
 
 def main(argv=None):

@@ -247,3 +247,20 @@ def test_the_distilled_preset_without_its_teacher_says_how_to_make_it_in_one_lin
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "no teacher logits at" in done.stderr and "python -m benchmarks.teacher" in done.stderr
     assert recipe.recipe("distilled").teacher == recipe.TEACHER
+
+
+def test_the_distilled_preset_builds_the_configuration_its_rows_ran_with():
+    """The rows behind README's distilled preset ran through benchmarks/accuracy.py: the preset is that configuration."""
+    from dataclasses import asdict
+
+    from benchmarks.common import as_today
+    from benchmarks.docs_tables import PRESET_ROWS
+    from models.checks import from_dict
+    from models.model_9 import ModelConfig
+    row = json.loads((ROOT / "benchmarks" / "results" / "accuracy.json").read_text())[PRESET_ROWS["distilled"]]
+    config, model_config = as_today(row["config"], row["model_config"])
+    ran = from_dict(recipe.RunConfig, config)
+    built = recipe.recipe("distilled", precision=ran.precision, seed=ran.seed)
+    assert built.model_config() == ran.model_config() == ModelConfig.from_dict(model_config)
+    same = lambda cfg: asdict(cfg) | {"preset": None, "model": None}  # noqa: E731
+    assert same(built) == same(ran) and built.teacher == recipe.TEACHER

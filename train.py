@@ -28,9 +28,10 @@ from utils.data import CLASSES, DataError, Loader, check_augment, load_cifar10
 from utils.device import compile_mode, grad_scaler, optimizer_kwargs, pick_device, precision_for, set_seed
 from utils.lr_finder import check_rule, find_lr
 from utils.schedule import one_cycle_scheduler
-from utils.training import DTYPES, Checkpoint, DivergenceError, evaluate, health, train_epoch
+from utils.training import DTYPES, Checkpoint, DivergenceError, evaluate, health, soft_labels, train_epoch
 
 OUT = "runs/latest"  # the command line's run folder
+TEACHER = "runs/teacher/logits.pt"  # where python -m benchmarks.teacher writes its logits
 
 # Each preset: its network, and what it trains with besides RunConfig's defaults (docs/ablation.md says why).
 PRESETS = {
@@ -39,13 +40,15 @@ PRESETS = {
         batch_norm=False, residual=False, strides=(1, 1, 1), downsample="stride", scale="after")},
     "tokens": {"model": ModelConfig(token_blocks=4, positions=True),  # the same weights over the 64 positions
                "lr_rule": "min/5", "augment": ("crop2", "flip")},  # a lower max LR, +-2-pixel shifts
+    "distilled": {"model": ModelConfig(token_blocks=4, positions=True), "lr_rule": "min/5", "augment": ("crop2", "flip"),
+                  "teacher": TEACHER},  # the tokens recipe, its labels mixed with a convolutional teacher's predictions
 }
 
 
 @dataclass
 class RunConfig:
     """Every setting of a run, with its default; recipe(preset, ...) adds the preset's own settings."""
-    preset: str = "default"  # the network and its training settings: "default", "tokens" or "reference" (PRESETS)
+    preset: str = "default"  # the network and its training settings: "default", "tokens", "distilled" or "reference"
     model: dict = field(default_factory=dict)  # changes to the preset's ModelConfig, e.g. residual=false
     epochs: int = 24  # epochs of the one-cycle schedule
     batch_size: int = 128  # images per training step
@@ -55,6 +58,9 @@ class RunConfig:
     warmup_frac: float = 5 / 24  # the share of the steps that warm the LR up to its peak (5 of 24 epochs)
     grad_clip: float = 1.0  # gradients scaled down to at most this total norm before each step (0: off)
     augment: tuple = ("flip",)  # any of "crop" or "crop2" (+-4 or +-2-pixel shifts) and "flip" (utils/data.py)
+    teacher: str = ""  # a teacher's logits on the training images (benchmarks/teacher.py); "": the labels alone
+    teacher_share: float = 0.5  # with a teacher, each label is (1 - share) x one-hot + share x the teacher's softmax
+    temperature: float = 3.0  # the temperature of the teacher's softmax (higher: softer)
     train_subset: int = 0  # 0: all 50,000 training images; N: the first N (quick runs)
     test_subset: int = 0  # 0: all 10,000 test images; N: the first N
     seed: int = 0  # seeds the model's initialisation and the data order
@@ -79,6 +85,9 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.warmup_frac < 1:
             raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac!r}")
+        if not (0 <= self.teacher_share <= 1 and self.temperature > 0):
+            raise ValueError(f"teacher_share must be in [0, 1] and temperature > 0, got {self.teacher_share!r}, "
+                             f"{self.temperature!r}")
 
     def model_config(self):
         return ModelConfig.from_dict({**asdict(PRESETS[self.preset]["model"]), **self.model})
@@ -126,6 +135,8 @@ def setup(cfg, verbose=True):
     x_test, y_test = load_cifar10(cfg.data_dir or None, train=False, download=cfg.download)
     x_train, y_train = x_train[: cfg.train_subset or None], y_train[: cfg.train_subset or None]
     x_test, y_test = x_test[: cfg.test_subset or None], y_test[: cfg.test_subset or None]
+    if cfg.teacher:  # distillation: the training labels become the mix soft_labels makes
+        y_train = soft_labels(y_train, load_teacher(cfg.teacher, len(y_train)), cfg.teacher_share, cfg.temperature)
     kw = dict(batch_size=cfg.batch_size, device=device, seed=cfg.seed, channels_last=cfg.channels_last)
     train_loader = Loader(x_train, y_train, train=True, augment=cfg.augment, **kw)
     test_loader = Loader(x_test, y_test, **kw)
@@ -137,6 +148,17 @@ def setup(cfg, verbose=True):
         print(f"precision: {precision}; {len(y_train):,} training and {len(y_test):,} test images; "
               f"model: {count_parameters(net):,} parameters")
     return Run(cfg, device, precision, model, net, train_loader, test_loader, x_test)
+
+
+def load_teacher(path, n):
+    """The teacher's logits for the first n training images, from benchmarks/teacher.py's file."""
+    if not Path(path).is_file():
+        raise ValueError(f"no teacher logits at {path}: make them with python -m benchmarks.teacher "
+                         "(README.md, 'Presets', says how long it takes), or pass --teacher ''")
+    logits = torch.load(path, map_location="cpu", weights_only=True)
+    if logits.dim() != 2 or len(logits) < n:
+        raise ValueError(f"{path} holds logits of shape {tuple(logits.shape)}, not one row for each of {n} training images")
+    return logits[:n]
 
 
 def make_optimizer(run, lr):

@@ -18,8 +18,6 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
@@ -35,22 +33,12 @@ EXPERIMENTS = json.loads((Path(__file__).parent / "experiments.json").read_text(
 LEFT = {"final_div": 1000.0, "betas": [0.9, 0.999], "bn_bias_lr_mult": 1.0, "weight_decay": 0.0, "label_smoothing": 0.0}
 
 
-def soft_labels(labels, teacher_logits, alpha, temperature):
-    """Distillation's targets: (1 - alpha) x the one-hot labels + alpha x the teacher's softmax at the temperature."""
-    teacher = (teacher_logits[: len(labels)].float().to(labels.device) / temperature).softmax(1)
-    return (1 - alpha) * F.one_hot(labels, teacher.shape[1]).float() + alpha * teacher  # (N, classes)
-
-
-def run_seed(cfg, name, change, distill=None, ema=None):
+def run_seed(cfg, name, change, ema=None):
     """One seed of a row: a one-seed results entry (its "stopped" says why when the divergence check ended it).
 
-    distill: {"logits": a file of benchmarks/teacher.py, "alpha", "temperature"}: the training labels become
-    soft_labels. ema: a decay; an exponential moving average of the weights (buffers included) is kept from
-    the first training step and its test accuracy recorded beside the trained weights' (ema_test_acc)."""
+    ema: a decay; an exponential moving average of the weights (buffers included) is kept from the first
+    training step and its test accuracy recorded beside the trained weights' (ema_test_acc)."""
     run = setup(cfg, verbose=False)
-    if distill:
-        logits = torch.load(distill["logits"], map_location="cpu")
-        run.train_loader.labels = soft_labels(run.train_loader.labels, logits, distill["alpha"], distill["temperature"])
     max_lr = cfg.max_lr or find_max_lr(run)["suggested"]  # the range test restores the model and takes no random number
     if ema:
         average = AveragedModel(run.net, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
@@ -65,7 +53,7 @@ def run_seed(cfg, name, change, distill=None, ema=None):
         history = train(run, max_lr, progress=False, log=log)
         if ema:
             done_ema = {"ema_decay": ema, "ema_test_acc": [evaluate(average, run.test_loader, precision=run.precision)["acc"]]}
-        done = ({"distill": distill} if distill else {}) | (done_ema if ema else {}) | {"seeds": [cfg.seed], "test_acc": [history["epochs"][-1]["test_acc"]], "histories": [history["epochs"]],
+        done = (done_ema if ema else {}) | {"seeds": [cfg.seed], "test_acc": [history["epochs"][-1]["test_acc"]], "histories": [history["epochs"]],
                 "sec_per_epoch": statistics.mean(history["epoch_seconds"])}
     except DivergenceError as e:  # a row of its own: a recipe that blows up is a result too
         done = {"seeds": [], "stopped": [f"seed {cfg.seed}: {e}"], "sec_per_epoch": None}
@@ -156,7 +144,7 @@ def main(argv=None):
         e = EXPERIMENTS[name]
         seeds = a.seed_list or range(a.first_seed, a.first_seed + (a.seeds or e["seeds"]))
         row = merge([run_seed(recipe(**e["config"], epochs=a.epochs, seed=s, device=a.device), name, e["change"],
-                              e.get("distill"), e.get("ema")) for s in seeds])
+                              e.get("ema")) for s in seeds])
         save(a.out, {name: row})
         print(f"{name}: {row['test_acc']} ({len(row['seeds'])} seed(s) finished; stopped: {row.get('stopped') or 'none'})")
     return 0

@@ -131,6 +131,7 @@ def notebook():
 
 # the accuracy.json row that stands for each preset as its recipe trains it now (a test checks the match)
 PRESET_ROWS = {"default": "default, fp32", "tokens": "tokens preset, min/5 + crop2, AMD EPYC AVX512",
+               "distilled": "tokens recipe + distillation from a ResNet-9, AMD EPYC AVX512, 1 thread",
                "reference": "reference, batch 128, safe rule + clipping"}
 
 
@@ -171,7 +172,9 @@ LEVERS = [("the default (for its seconds per epoch)", "default, fp32, AMD EPYC A
           ("+ 2 heads", "tokens recipe + 2 heads, AMD EPYC AVX512, 1 thread"),
           ("+ relative position bias", "tokens recipe + relative position bias, AMD EPYC AVX512, 1 thread"),
           ("+ 2 heads + relative position bias", "tokens recipe + 2 heads + relative position bias, AMD EPYC AVX512, 1 thread"),
-          ("+ distillation from a ResNet-9", "tokens recipe + distillation from a ResNet-9, AMD EPYC AVX512, 1 thread")]
+          ("+ the teacher's labels = distilled", "tokens recipe + distillation from a ResNet-9, AMD EPYC AVX512, 1 thread"),
+          ("+ the teacher + 2 heads + relative position bias",
+           "tokens recipe + 2 heads + relative position bias + distillation, AMD EPYC AVX512, 1 thread")]
 
 
 def levers():
@@ -190,10 +193,27 @@ def levers():
     teacher = "".join(f"\n\nThe teacher ({name}, {t['params']:,} parameters): {t['test_acc']:.2f}% on the test set, "
                       f"{t['wall_s'] / 60:.0f} minutes on {machine(t)} ({t['precision']}), trained once for all seeds."
                       for name, t in load("teacher.json").items()) if (RESULTS / "teacher.json").exists() else ""
-    return (table(["change", "params", "test acc (%)", "seeds 0-2", "train acc, last epoch (%)",
+    return (table(["change", "params", "test acc (%)", "per seed (0, 1, ...)", "train acc, last epoch (%)",
                    "weights' moving average: test acc (%)", "s/epoch", "machine"], rows)
             + "\n\n24 epochs, fp32, CIFAR-10 (local JPEG-derived copy); rows of `accuracy.json`. One thread a run "
             "and two or three runs at a time, except the tokens recipe (two threads, one run at a time)." + teacher)
+
+
+def lever_speed():
+    """Each lever's epoch beside the default's, and a distilled job's parts, timed alone (lever_speed.json)."""
+    d = load("lever_speed.json")
+    c, teacher = d["cases"], load("teacher.json")
+    rows = [[name, f"{r['ms_per_step']:.0f}", f"{r['s_per_epoch']:.1f}", f"{r['over_default']:.2f}", r["precision"]]
+            for name, r in c.items()]
+    t = next(iter(teacher.values()))
+    job = lambda name, epochs: epochs * c[name]["s_per_epoch"] / 60  # noqa: E731  minutes
+    teacher_min = job("teacher (ResNet-9, batch 512)", t["epochs"])
+    return (table(["training step", "ms/step", "s/epoch", "x the default's epoch", "precision"], rows)
+            + f"\n\n{machine(d)}, {d['rounds']} alternating rounds of {d['steps']} steps. A job, from these: the default's "
+            f"24 epochs {job('default', 24):.0f} minutes; the teacher's {t['epochs']} epochs {teacher_min:.0f}, once; "
+            f"then each distilled run {job('distilled preset', 24):.0f} (the tokens preset: {job('tokens recipe', 24):.0f})."
+            f" The first distilled run, teacher included, takes {(teacher_min + job('distilled preset', 24)) / job('default', 24):.1f}x "
+            f"the default's time.")
 
 
 def attention_speed():
@@ -204,7 +224,7 @@ def attention_speed():
             + f"\n\n{machine(d)}, {d['best']['precision']}, {d['rounds']} alternating rounds of {d['steps']} steps.")
 
 
-TABLES = {"ablation": ablation, "levers": levers, "ladder": ladder, "notebook": notebook, "presets": presets, "attention_speed": attention_speed, "lr_spread": lr_spread, "stability": stability, "seeds": seeds, "speed": speed,
+TABLES = {"ablation": ablation, "levers": levers, "lever_speed": lever_speed, "ladder": ladder, "notebook": notebook, "presets": presets, "attention_speed": attention_speed, "lr_spread": lr_spread, "stability": stability, "seeds": seeds, "speed": speed,
           "tokens": tokens}
 MARK = re.compile(r"<!-- table: (\w+) -->\n(?:(?!<!-- table: ).)*?<!-- /table -->", re.S)  # one table, maybe empty
 

@@ -6,23 +6,29 @@ The accuracy rows of these levers ran two or three at a time on two cores, so th
 measure the contention as much as the network. Here each network trains through the project's own
 train_epoch (batch 128, fp32 as the rows, clipping as its recipe) on the real training images, in turn,
 `--rounds` times, on the threads torch is given (set OMP_NUM_THREADS=1 for a lane's view). Distillation's step
-is the tokens step on soft labels; its teacher's one-off cost is in results/teacher.json.
+is the tokens step on soft labels. The teacher (benchmarks/teacher.py: batch 512, its own precision) is timed in the
+same rounds; every case is also given as seconds per epoch (its steps per epoch x its time per step).
 """
 import argparse
 import statistics
 import sys
 
-import torch.nn.functional as F
+import torch
 
 from benchmarks.common import RESULTS, images_per_s, provenance, update_json
-from train import make_optimizer, recipe, setup
+from benchmarks.teacher import resnet9
+from train import TEACHER, make_optimizer, recipe, setup
+from utils.data import Loader, load_cifar10
+from utils.device import cpu_has_bf16, optimizer_kwargs
 
 TOKENS = {"preset": "tokens", "lr_rule": "min/5", "augment": ["crop2", "flip"]}
 CASES = {"default": {"preset": "default"}, "tokens recipe": TOKENS,
          "+ 2 heads": TOKENS | {"model": {"heads": 2}},
          "+ relative position bias": TOKENS | {"model": {"rel_bias": True, "conv_bias": False}},
          "+ 2 heads + relative position bias": TOKENS | {"model": {"heads": 2, "rel_bias": True, "conv_bias": False}},
-         "+ distillation (soft labels)": TOKENS}
+         "distilled preset": {"preset": "distilled", "teacher": TEACHER},
+         "distilled + 2 heads + relative position bias": {"preset": "distilled", "teacher": TEACHER,
+                                                          "model": {"heads": 2, "rel_bias": True, "conv_bias": False}}}
 
 
 def main(argv=None):
@@ -34,21 +40,24 @@ def main(argv=None):
     runs = {}
     for name, cfg in CASES.items():
         run = setup(recipe(**cfg, precision="fp32", download=False), verbose=False)
-        if "distillation" in name:  # the same step on class probabilities
-            run.train_loader.labels = F.one_hot(run.train_loader.labels, 10).float()
-        runs[name] = (run, make_optimizer(run, 1e-3), [])
+        runs[name] = (run.model, run.train_loader, make_optimizer(run, 1e-3), run.precision, run.cfg.grad_clip, [])
+    teacher = resnet9().to(memory_format=torch.channels_last)
+    loader = Loader(*load_cifar10(train=True, download=False), 512, train=True, augment=("crop", "flip"), channels_last=True)
+    runs["teacher (ResNet-9, batch 512)"] = (teacher, loader, torch.optim.Adam(teacher.parameters(), **optimizer_kwargs("cpu")),
+                                              "bf16" if cpu_has_bf16() else "fp32", 0.0, [])
     for _ in range(a.rounds):
-        for name, (run, opt, ms) in runs.items():
-            ms.append(1000 * run.cfg.batch_size / images_per_s(run.model, run.train_loader, opt, a.steps,
-                                                             run.precision, run.cfg.grad_clip))
-    default = statistics.median(runs["default"][2])
-    rows = {name: {"ms_per_step": statistics.median(ms), "rounds_ms": ms, "over_default": statistics.median(ms) / default}
-            for name, (_, _, ms) in runs.items()}
-    result = {"cases": rows, "steps": a.steps, "rounds": a.rounds, "precision": "fp32", "batch_size": 128,
+        for model, loader, opt, precision, clip, ms in runs.values():
+            ms.append(1000 * loader.batch_size / images_per_s(model, loader, opt, a.steps, precision, clip))
+    default = statistics.median(runs["default"][-1]) * len(runs["default"][1])  # ms per epoch
+    rows = {name: {"ms_per_step": statistics.median(ms), "s_per_epoch": statistics.median(ms) * len(loader) / 1000,
+                   "precision": precision, "rounds_ms": ms, "over_default": statistics.median(ms) * len(loader) / default}
+            for name, (_, loader, _, precision, _, ms) in runs.items()}
+    result = {"cases": rows, "steps": a.steps, "rounds": a.rounds, "threads": torch.get_num_threads(),
               **provenance("cpu")}
     update_json(a.out, result)
     for name, r in rows.items():
-        print(f"{name:38s} {r['ms_per_step']:7.1f} ms/step  {r['over_default']:.2f} x the default")
+        print(f"{name:38s} {r['ms_per_step']:7.1f} ms/step  {r['s_per_epoch']:6.1f} s/epoch  "
+              f"{r['over_default']:.2f} x the default's epoch")
     return 0
 
 

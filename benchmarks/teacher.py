@@ -1,6 +1,6 @@
 """A convolutional teacher for distillation: trained on the 50,000 training images alone, its logits saved.
 
-    python -m benchmarks.teacher                     # 8 epochs -> runs/teacher/logits.pt, results/teacher.json
+    python -m benchmarks.teacher                     # 6 epochs -> runs/teacher/logits.pt, results/teacher.json
     python -m benchmarks.teacher --epochs 1 --train-subset 2048 --out /tmp/t   # a smoke run
 
 The teacher is a ResNet-9 (the DAWNBench CIFAR-10 network) at half width: 1.6M parameters, trained with
@@ -49,7 +49,7 @@ def resnet9(width=32, classes=10):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--max-lr", type=float, default=2e-3)
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--train-subset", type=int, default=0)

@@ -218,19 +218,49 @@ def test_the_range_test_takes_no_random_number_so_a_fixed_lr_row_can_skip_it(cif
     assert row["max_lr"] == [1e-3] and len(row["histories"][0]) == 1
 
 
-def test_a_distilled_row_trains_on_the_teachers_mixed_labels_and_records_the_weight_average(cifar_dir, tmp_path):
-    """A "distill" row replaces the training labels by (1 - alpha) one-hot + alpha teacher softmax; an "ema" row
-    evaluates the weights' moving average beside the trained weights (a different network, so its own accuracy)."""
+def test_a_row_with_a_teacher_trains_on_its_mixed_labels_and_records_the_weight_average(cifar_dir, tmp_path):
+    """teacher=FILE replaces the training labels by (1 - share) one-hot + share teacher softmax; an "ema" row evaluates
+    the weights' moving average beside the trained weights (a different network, so its own accuracy)."""
     from benchmarks import accuracy
+    from utils.training import soft_labels
     labels = torch.tensor([0, 3])
     logits = torch.tensor([[4.0, 0, 0, 0], [0, 0, 0, 8.0]])
-    soft = accuracy.soft_labels(labels, logits, alpha=0.5, temperature=2.0)
+    soft = soft_labels(labels, logits, share=0.5, temperature=2.0)
     assert torch.allclose(soft.sum(1), torch.ones(2)) and soft.argmax(1).tolist() == [0, 3]
     assert torch.allclose(soft[0], 0.5 * F.one_hot(labels, 4)[0] + 0.5 * (logits[0] / 2).softmax(0))
-    torch.save(torch.randn(50_000, 10), tmp_path / "logits.pt")
+    teacher = torch.randn(50_000, 10)
+    torch.save(teacher, tmp_path / "logits.pt")
     cfg = recipe.recipe(train_subset=256, test_subset=128, epochs=1, device="cpu", data_dir=str(cifar_dir),
-                        download=False, max_lr=1e-3)
-    row = accuracy.run_seed(cfg, "distilled", "c", {"logits": str(tmp_path / "logits.pt"), "alpha": 0.5,
-                                                    "temperature": 3.0}, ema=0.9)
-    assert row["distill"]["alpha"] == 0.5 and len(row["ema_test_acc"]) == 1 and len(row["histories"][0]) == 1
-    assert 0 <= row["ema_test_acc"][0] <= 100
+                        download=False, max_lr=1e-3, teacher=str(tmp_path / "logits.pt"))
+    run = recipe.setup(cfg, verbose=False)
+    hard = recipe.setup(recipe.recipe(**{**cfg.__dict__, "teacher": ""}), verbose=False).train_loader.labels
+    assert torch.equal(run.train_loader.labels, soft_labels(hard, teacher[:256], 0.5, 3.0))
+    row = accuracy.run_seed(cfg, "distilled", "c", ema=0.9)
+    assert row["config"]["teacher"] == str(tmp_path / "logits.pt") and len(row["histories"][0]) == 1
+    assert len(row["ema_test_acc"]) == 1 and 0 <= row["ema_test_acc"][0] <= 100
+
+
+def test_the_distilled_preset_without_its_teacher_says_how_to_make_it_in_one_line(tmp_path, cifar_dir):
+    done = subprocess.run([sys.executable, "train.py", "--preset", "distilled", "--teacher", str(tmp_path / "none.pt"),
+                           "--data-dir", str(cifar_dir), "--out", str(tmp_path / "run")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "no teacher logits at" in done.stderr and "python -m benchmarks.teacher" in done.stderr
+    assert recipe.recipe("distilled").teacher == recipe.TEACHER
+
+
+def test_the_distilled_preset_builds_the_configuration_its_rows_ran_with():
+    """The rows behind README's distilled preset ran through benchmarks/accuracy.py: the preset is that configuration."""
+    from dataclasses import asdict
+
+    from benchmarks.common import as_today
+    from benchmarks.docs_tables import PRESET_ROWS
+    from models.checks import from_dict
+    from models.model_9 import ModelConfig
+    row = json.loads((ROOT / "benchmarks" / "results" / "accuracy.json").read_text())[PRESET_ROWS["distilled"]]
+    config, model_config = as_today(row["config"], row["model_config"])
+    ran = from_dict(recipe.RunConfig, config)
+    built = recipe.recipe("distilled", precision=ran.precision, seed=ran.seed)
+    assert built.model_config() == ran.model_config() == ModelConfig.from_dict(model_config)
+    same = lambda cfg: asdict(cfg) | {"preset": None, "model": None}  # noqa: E731
+    assert same(built) == same(ran) and built.teacher == recipe.TEACHER

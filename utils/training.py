@@ -120,6 +120,12 @@ def train_epoch(model, loader, optimizer, scheduler=None, *, grad_clip, precisio
     return {"loss": loss, "acc": acc, "lrs": tally.lrs}
 
 
+def soft_labels(labels, teacher_logits, share, temperature):
+    """Distillation's targets (N, classes): (1 - share) x the one-hot labels + share x the teacher's softmax at temperature."""
+    teacher = (teacher_logits.float().to(labels.device) / temperature).softmax(1)
+    return (1 - share) * F.one_hot(labels, teacher.shape[1]).float() + share * teacher
+
+
 @torch.no_grad()
 def predict(model, loader, *, precision="fp32"):
     """Logits (N, classes) in float32 and labels (N,) for every batch (each batch's logits copied out: a model

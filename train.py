@@ -94,7 +94,8 @@ class RunConfig:
 
     def resume_settings(self, precision=None):
         """What must match for a checkpoint to be resumed (precision: the one used; "auto" differs by machine)."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("device", "data_dir", "download")}
+        unused = ("device", "data_dir", "download") + (() if self.teacher else ("teacher", "teacher_share", "temperature"))
+        d = {k: v for k, v in asdict(self).items() if k not in unused}  # no teacher: as before the teacher existed
         return d | {"augment": list(self.augment), "precision": precision or self.precision}
 
 

@@ -190,8 +190,8 @@ def levers():
                      f"{min(train):.1f}-{max(train):.1f}",
                      f"{statistics.mean(ema):.2f} ({', '.join(f'{a:.2f}' for a in ema)})" if ema else "-",
                      f"{r['sec_per_epoch']:.1f}", machine(r)])
-    teacher = "".join(f"\n\nThe teacher ({name}, {t['params']:,} parameters): {t['test_acc']:.2f}% on the test set, "
-                      f"{t['wall_s'] / 60:.0f} minutes on {machine(t)} ({t['precision']}), trained once for all seeds."
+    teacher = "".join(f"\n\nThe teacher ({name}, {t['params']:,} parameters, {t['precision']} on {machine(t)}): "
+                      f"{t['test_acc']:.2f}% on the test set; trained once for all seeds."
                       for name, t in load("teacher.json").items()) if (RESULTS / "teacher.json").exists() else ""
     return (table(["change", "params", "test acc (%)", "per seed (0, 1, ...)", "train acc, last epoch (%)",
                    "weights' moving average: test acc (%)", "s/epoch", "machine"], rows)

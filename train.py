@@ -155,7 +155,7 @@ def load_teacher(path, n):
     """The teacher's logits for the first n training images, from benchmarks/teacher.py's file."""
     if not Path(path).is_file():
         raise ValueError(f"no teacher logits at {path}: make them with python -m benchmarks.teacher "
-                         "(README.md, 'Presets', says how long it takes), or pass --teacher ''")
+                         "(docs/attention_over_positions.md says how long it takes), or pass --teacher ''")
     logits = torch.load(path, map_location="cpu", weights_only=True)
     if logits.dim() != 2 or len(logits) < n:
         raise ValueError(f"{path} holds logits of shape {tuple(logits.shape)}, not one row for each of {n} training images")

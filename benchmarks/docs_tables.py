@@ -167,7 +167,7 @@ def ladder():
             + "\n\n24 epochs, fp32, CIFAR-10 (local JPEG-derived copy); rows of `accuracy.json`.")
 
 
-LEVERS = [("the default (for its seconds per epoch)", "default, fp32, AMD EPYC AVX512, 1 thread"),
+LEVERS = [("the default", "default, fp32, AMD EPYC AVX512, 1 thread"),
           ("the tokens recipe", "tokens preset, min/5 + crop2, AMD EPYC AVX512"),
           ("+ 2 heads", "tokens recipe + 2 heads, AMD EPYC AVX512, 1 thread"),
           ("+ relative position bias", "tokens recipe + relative position bias, AMD EPYC AVX512, 1 thread"),
@@ -188,15 +188,13 @@ def levers():
         ema = r.get("ema_test_acc")
         rows.append([label, r["params"] and f"{r['params']:,}", acc_cell(r), ", ".join(f"{a:.2f}" for a in r["test_acc"]),
                      f"{min(train):.1f}-{max(train):.1f}",
-                     f"{statistics.mean(ema):.2f} ({', '.join(f'{a:.2f}' for a in ema)})" if ema else "-",
-                     f"{r['sec_per_epoch']:.1f}", machine(r)])
+                     f"{statistics.mean(ema):.2f} ({', '.join(f'{a:.2f}' for a in ema)})" if ema else "-", machine(r)])
     teacher = "".join(f"\n\nThe teacher ({name}, {t['params']:,} parameters, {t['precision']} on {machine(t)}): "
                       f"{t['test_acc']:.2f}% on the test set; trained once for all seeds."
                       for name, t in load("teacher.json").items()) if (RESULTS / "teacher.json").exists() else ""
     return (table(["change", "params", "test acc (%)", "per seed (0, 1, ...)", "train acc, last epoch (%)",
-                   "weights' moving average: test acc (%)", "s/epoch", "machine"], rows)
-            + "\n\n24 epochs, fp32, CIFAR-10 (local JPEG-derived copy); rows of `accuracy.json`. One thread a run "
-            "and two or three runs at a time, except the tokens recipe (two threads, one run at a time)." + teacher)
+                   "weights' moving average: test acc (%)", "machine"], rows)
+            + "\n\n24 epochs, fp32, CIFAR-10 (local JPEG-derived copy); rows of `accuracy.json`." + teacher)
 
 
 def lever_speed():
@@ -209,7 +207,7 @@ def lever_speed():
     job = lambda name, epochs: epochs * c[name]["s_per_epoch"] / 60  # noqa: E731  minutes
     teacher_min = job("teacher (ResNet-9, batch 512)", t["epochs"])
     return (table(["training step", "ms/step", "s/epoch", "x the default's epoch", "precision"], rows)
-            + f"\n\n{machine(d)}, {d['rounds']} alternating rounds of {d['steps']} steps. A job, from these: the default's "
+            + f"\n\n{machine(d)}, {d['rounds']} alternating rounds of {d['steps']} steps. A job, estimated from these: the default's "
             f"24 epochs {job('default', 24):.0f} minutes; the teacher's {t['epochs']} epochs {teacher_min:.0f}, once; "
             f"then each distilled run {job('distilled preset', 24):.0f} (the tokens preset: {job('tokens recipe', 24):.0f})."
             f" The first distilled run, teacher included, takes {(teacher_min + job('distilled preset', 24)) / job('default', 24):.1f}x "

@@ -5,8 +5,8 @@
 
 The teacher is a ResNet-9 (the DAWNBench CIFAR-10 network) at half width: 1.6M parameters, trained with
 Adam and the one-cycle schedule of utils/ on random crops and flips. Its logits on every training image
-(the mean over the image and its mirror) are what benchmarks/accuracy.py's rows with a "distill" entry
-mix into the student's labels; the test set is never shown to it except to report its accuracy.
+(the mean over the image and its mirror) are what the distilled preset (RunConfig.teacher) mixes into the
+student's labels. It never trains on the test set; its accuracy there is reported after each epoch.
 """
 import argparse
 import time

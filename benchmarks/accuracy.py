@@ -51,10 +51,10 @@ def run_seed(cfg, name, change, ema=None):
 
     try:
         history = train(run, max_lr, progress=False, log=log)
-        if ema:
-            done_ema = {"ema_decay": ema, "ema_test_acc": [evaluate(average, run.test_loader, precision=run.precision)["acc"]]}
-        done = (done_ema if ema else {}) | {"seeds": [cfg.seed], "test_acc": [history["epochs"][-1]["test_acc"]], "histories": [history["epochs"]],
+        done = {"seeds": [cfg.seed], "test_acc": [history["epochs"][-1]["test_acc"]], "histories": [history["epochs"]],
                 "sec_per_epoch": statistics.mean(history["epoch_seconds"])}
+        if ema:
+            done |= {"ema_decay": ema, "ema_test_acc": [evaluate(average, run.test_loader, precision=run.precision)["acc"]]}
     except DivergenceError as e:  # a row of its own: a recipe that blows up is a result too
         done = {"seeds": [], "stopped": [f"seed {cfg.seed}: {e}"], "sec_per_epoch": None}
     finally:

@@ -181,17 +181,15 @@ def levers():
     """The changes measured against 80% on the AVX512 machine, with the weights' average where it was kept."""
     acc, rows = load("accuracy.json"), []
     for label, name in LEVERS:
-        r = acc.get(name)
-        if r is None:
-            continue
+        r = acc[name]
         train = [h[-1]["train_acc"] for h in r["histories"]]
         ema = r.get("ema_test_acc")
-        rows.append([label, r["params"] and f"{r['params']:,}", acc_cell(r), ", ".join(f"{a:.2f}" for a in r["test_acc"]),
+        rows.append([label, f"{r['params']:,}", acc_cell(r), ", ".join(f"{a:.2f}" for a in r["test_acc"]),
                      f"{min(train):.1f}-{max(train):.1f}",
                      f"{statistics.mean(ema):.2f} ({', '.join(f'{a:.2f}' for a in ema)})" if ema else "-", machine(r)])
-    teacher = "".join(f"\n\nThe teacher ({name}, {t['params']:,} parameters, {t['precision']} on {machine(t)}): "
-                      f"{t['test_acc']:.2f}% on the test set; trained once for all seeds."
-                      for name, t in load("teacher.json").items()) if (RESULTS / "teacher.json").exists() else ""
+    name, t = next(iter(load("teacher.json").items()))
+    teacher = (f"\n\nThe teacher ({name}, {t['params']:,} parameters, {t['precision']} on {machine(t)}): "
+               f"{t['test_acc']:.2f}% on the test set; trained once for all seeds.")
     return (table(["change", "params", "test acc (%)", "per seed (0, 1, ...)", "train acc, last epoch (%)",
                    "weights' moving average: test acc (%)", "machine"], rows)
             + "\n\n24 epochs, fp32, CIFAR-10 (local JPEG-derived copy); rows of `accuracy.json`." + teacher)

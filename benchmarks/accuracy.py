@@ -61,6 +61,9 @@ def run_seed(cfg, name, change, ema=None):
         bar.close()
         if ema:
             hook.remove()
+    named = Path(cfg.teacher).with_name("teacher.json")  # benchmarks/teacher.py names its teacher beside the logits
+    if cfg.teacher and named.exists():
+        done["teacher_name"] = json.loads(named.read_text())["name"]
     return {"name": name, "change": change, "config": run.resume_settings(), "model_config": asdict(run.net.config),
             "params": count_parameters(run.net), "epochs": cfg.epochs, "max_lr": [max_lr],
             "max_lr_by_seed": {str(cfg.seed): max_lr}, "device": str(run.device), **provenance(run.device, run.cfg.data_dir), **done}
@@ -71,8 +74,9 @@ def merge(parts):
     kept = lambda d, left: {k: v for k, v in d.items() if k not in left or left[k] != v}  # noqa: E731
     parts = sorted(({**r, "config": kept(r["config"], LEFT)} | ({"model_config": kept(r["model_config"], LEFT_MODEL)}
                     if "model_config" in r else {}) for r in parts), key=lambda r: min(r["seeds"] or [1e9]))
-    if len({(json.dumps(r["config"] | {"seed": 0}), r["machine"], r.get("cpu_capability")) for r in parts}) > 1:
-        raise SystemExit(f"{parts[0]['name']}: the parts differ in configuration or machine; not merged")
+    if len({(json.dumps(r["config"] | {"seed": 0}), r["machine"], r.get("cpu_capability"), r.get("teacher_name"))
+            for r in parts}) > 1:
+        raise SystemExit(f"{parts[0]['name']}: the parts differ in configuration, machine or teacher; not merged")
     row = dict(parts[0])
     row["max_lr_by_seed"] = {k: v for r in parts for k, v in r.get("max_lr_by_seed", {}).items()}
     row["sec_per_epoch_by_seed"] = {k: v for r in parts for k, v in (r.get("sec_per_epoch_by_seed") or (

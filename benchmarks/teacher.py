@@ -1,6 +1,7 @@
 """A convolutional teacher for distillation: trained on the 50,000 training images alone, its logits saved.
 
-    python -m benchmarks.teacher                     # 6 epochs -> runs/teacher/logits.pt, results/teacher.json
+    python -m benchmarks.teacher                     # 6 epochs -> runs/teacher/logits.pt (and its name in
+                                                     # runs/teacher/teacher.json), results/teacher.json
     python -m benchmarks.teacher --epochs 1 --train-subset 2048 --out /tmp/t   # a smoke run
 
 The teacher is a ResNet-9 (the DAWNBench CIFAR-10 network) at half width: 1.6M parameters, trained with
@@ -9,6 +10,7 @@ Adam and the one-cycle schedule of utils/ on random crops and flips. Its logits 
 student's labels. It never trains on the test set; its accuracy there is reported after each epoch.
 """
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -86,6 +88,7 @@ def main(argv=None):
            "test_acc": history[-1]["test_acc"], "train_images_right": train_fit, "history": history,
            "wall_s": time.perf_counter() - t0, "threads": torch.get_num_threads(), **provenance(device, a.data_dir)}
     update_json(a.results, {row["name"]: row})
+    (Path(a.out) / "teacher.json").write_text(json.dumps({"name": row["name"], "test_acc": row["test_acc"]}))
     print(f"teacher: test {row['test_acc']:.2f}%, {train_fit:.2f}% of the training images right; logits in {a.out}")
     return 0
 

@@ -194,11 +194,16 @@ def test_accuracy_rows_split_over_processes_merge_into_one(tmp_path):
     other = part([3], [70.0], 6.0)
     other["x"]["machine"] = "another"
     (tmp_path / "c.json").write_text(json.dumps(other))
-    with pytest.raises(SystemExit, match="differ in configuration or machine"):
+    with pytest.raises(SystemExit, match="differ in configuration, machine or teacher"):
         accuracy.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(out)])
     other["x"].update(machine="m", cpu_capability="AVX512")  # same CPU name, another instruction set (AVX2 vs AVX512)
     (tmp_path / "c.json").write_text(json.dumps(other))
-    with pytest.raises(SystemExit, match="differ in configuration or machine"):
+    with pytest.raises(SystemExit, match="differ in configuration, machine or teacher"):
+        accuracy.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(out)])
+    other["x"].pop("cpu_capability")
+    other["x"]["teacher_name"] = "another teacher's logits at the same path"
+    (tmp_path / "c.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="differ in configuration, machine or teacher"):
         accuracy.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(out)])
 
 
@@ -232,6 +237,7 @@ def test_a_row_with_a_teacher_trains_on_its_mixed_labels_and_records_the_weight_
     assert torch.allclose(soft[0], 0.5 * F.one_hot(labels, 4)[0] + 0.5 * (logits[0] / 2).softmax(0))
     teacher = torch.randn(50_000, 10)
     torch.save(teacher, tmp_path / "logits.pt")
+    (tmp_path / "teacher.json").write_text('{"name": "a random teacher", "test_acc": 10.0}')
     cfg = recipe.recipe(train_subset=256, test_subset=128, epochs=1, device="cpu", data_dir=str(cifar_dir),
                         download=False, max_lr=1e-3, teacher=str(tmp_path / "logits.pt"))
     run = recipe.setup(cfg, verbose=False)
@@ -239,6 +245,7 @@ def test_a_row_with_a_teacher_trains_on_its_mixed_labels_and_records_the_weight_
     assert torch.equal(run.train_loader.labels, soft_labels(hard, teacher[:256], 0.5, 3.0))
     row = accuracy.run_seed(cfg, "distilled", "c", ema=0.9)
     assert row["config"]["teacher"] == str(tmp_path / "logits.pt") and len(row["histories"][0]) == 1
+    assert row["teacher_name"] == "a random teacher"  # which teacher's logits, when several have been made
     assert len(row["ema_test_acc"]) == 1 and 0 <= row["ema_test_acc"][0] <= 100
 
 

@@ -187,9 +187,9 @@ def levers():
         rows.append([label, f"{r['params']:,}", acc_cell(r), ", ".join(f"{a:.2f}" for a in r["test_acc"]),
                      f"{min(train):.1f}-{max(train):.1f}",
                      f"{statistics.mean(ema):.2f} ({', '.join(f'{a:.2f}' for a in ema)})" if ema else "-", machine(r)])
-    name, t = next(iter(load("teacher.json").items()))
-    teacher = (f"\n\nThe teacher ({name}, {t['params']:,} parameters, {t['precision']} on {machine(t)}): "
-               f"{t['test_acc']:.2f}% on the test set; trained once for all seeds.")
+    teachers = "; ".join(f"{name}, {t['params']:,} parameters, {t['precision']} on {machine(t)}: {t['test_acc']:.2f}% on "
+                         f"the test set" for name, t in load("teacher.json").items())
+    teacher = f"\n\nThe teachers ({teachers}); each trained once for all seeds of its rows."
     return (table(["change", "params", "test acc (%)", "per seed (0, 1, ...)", "train acc, last epoch (%)",
                    "weights' moving average: test acc (%)", "machine"], rows)
             + "\n\n24 epochs, fp32, CIFAR-10 (local JPEG-derived copy); rows of `accuracy.json`." + teacher)
@@ -198,10 +198,10 @@ def levers():
 def lever_speed():
     """Each lever's epoch beside the default's, and a distilled job's parts, timed alone (lever_speed.json)."""
     d = load("lever_speed.json")
-    c, teacher = d["cases"], load("teacher.json")
+    c = d["cases"]
     rows = [[name, f"{r['ms_per_step']:.0f}", f"{r['s_per_epoch']:.1f}", f"{r['over_default']:.2f}", r["precision"]]
             for name, r in c.items()]
-    t = next(iter(teacher.values()))
+    t = load("teacher.json")[load("accuracy.json")[PRESET_ROWS["distilled"]]["teacher_name"]]  # the preset's teacher
     job = lambda name, epochs: epochs * c[name]["s_per_epoch"] / 60  # noqa: E731  minutes
     teacher_min = job("teacher (ResNet-9, batch 512)", t["epochs"])
     return (table(["training step", "ms/step", "s/epoch", "x the default's epoch", "precision"], rows)

@@ -49,7 +49,7 @@ def resnet9(width=32, classes=10):
                          nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(w[3], classes))
 
 
-def main(argv=None):
+def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--max-lr", type=float, default=2e-3)
@@ -58,7 +58,16 @@ def main(argv=None):
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="runs/teacher", help="folder for logits.pt")
     p.add_argument("--results", default=str(RESULTS / "teacher.json"))
-    a = p.parse_args(argv)
+    return p
+
+
+def name(a):
+    """The teacher's name in teacher.json and beside its logits: its width and epochs."""
+    return f"ResNet-9 width {a.width}, {a.epochs} epochs"
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
     set_seed(0)
     device = torch.device("cpu")
     precision = "bf16" if cpu_has_bf16() else "fp32"
@@ -83,7 +92,7 @@ def main(argv=None):
     Path(a.out).mkdir(parents=True, exist_ok=True)
     torch.save(logits, Path(a.out) / "logits.pt")
     train_fit = 100 * (logits.argmax(1) == y).float().mean().item()
-    row = {"name": f"ResNet-9 width {a.width}, {a.epochs} epochs", "params": sum(q.numel() for q in net.parameters()),
+    row = {"name": name(a), "params": sum(q.numel() for q in net.parameters()),
            "epochs": a.epochs, "max_lr": a.max_lr, "precision": precision, "train_subset": a.train_subset,
            "test_acc": history[-1]["test_acc"], "train_images_right": train_fit, "history": history,
            "wall_s": time.perf_counter() - t0, "threads": torch.get_num_threads(), **provenance(device, a.data_dir)}

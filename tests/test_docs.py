@@ -73,6 +73,7 @@ def test_the_presets_table_quotes_each_preset_as_its_recipe_trains_it():
     """README's table of presets cites one accuracy row each: that row must have trained the preset's recipe as it is."""
     import json
 
+    from benchmarks import teacher
     from benchmarks.common import as_today
     from benchmarks.docs_tables import PRESET_ROWS
     from train import recipe
@@ -87,3 +88,5 @@ def test_the_presets_table_quotes_each_preset_as_its_recipe_trains_it():
             ran = ran | {"preset": preset}
         now = recipe(preset, precision=ran["precision"], seed=ran["seed"], compile=ran["compile"]).resume_settings()
         assert ran == now, (preset, {k: (v, now[k]) for k, v in ran.items() if now[k] != v})
+        if now.get("teacher"):  # and it learned from the teacher that python -m benchmarks.teacher makes
+            assert rows[name]["teacher_name"] == teacher.name(teacher.parser().parse_args([])), preset

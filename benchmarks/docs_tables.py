@@ -92,7 +92,7 @@ def seeds():
 def tokens():
     acc, rows = load("accuracy.json"), []
     defaults = [n for n in acc if n.startswith("default, fp32")]  # the default, on each machine it ran on
-    for name in [*defaults, *(n for n in acc if n.startswith("tokens"))]:  # every row tried over positions
+    for name in [*defaults, *(n for n in acc if n.startswith(("tokens", "distilled")))]:  # every row over positions
         r = acc[name]
         rows.append([name, len(r["seeds"]), acc_cell(r), ", ".join(f"{a:.2f}" for a in r["test_acc"]),
                      f"{min(r['max_lr']):.2e}-{max(r['max_lr']):.2e}",
@@ -131,7 +131,7 @@ def notebook():
 
 # the accuracy.json row that stands for each preset as its recipe trains it now (a test checks the match)
 PRESET_ROWS = {"default": "default, fp32", "tokens": "tokens preset, min/5 + crop2, AMD EPYC AVX512",
-               "distilled": "tokens recipe + distillation from a ResNet-9, AMD EPYC AVX512, 1 thread",
+               "distilled": "distilled preset, 12-epoch teacher, AMD EPYC AVX512, 1 thread",
                "reference": "reference, batch 128, safe rule + clipping"}
 
 
@@ -172,9 +172,10 @@ LEVERS = [("the default", "default, fp32, AMD EPYC AVX512, 1 thread"),
           ("+ 2 heads", "tokens recipe + 2 heads, AMD EPYC AVX512, 1 thread"),
           ("+ relative position bias", "tokens recipe + relative position bias, AMD EPYC AVX512, 1 thread"),
           ("+ 2 heads + relative position bias", "tokens recipe + 2 heads + relative position bias, AMD EPYC AVX512, 1 thread"),
-          ("+ the teacher's labels = distilled", "tokens recipe + distillation from a ResNet-9, AMD EPYC AVX512, 1 thread"),
-          ("+ the teacher + 2 heads + relative position bias",
-           "tokens recipe + 2 heads + relative position bias + distillation, AMD EPYC AVX512, 1 thread")]
+          ("+ a 6-epoch teacher's labels", "tokens recipe + distillation from a ResNet-9, AMD EPYC AVX512, 1 thread"),
+          ("+ the 6-epoch teacher + 2 heads + relative position bias",
+           "tokens recipe + 2 heads + relative position bias + distillation, AMD EPYC AVX512, 1 thread"),
+          ("+ a 12-epoch teacher's labels = distilled", "distilled preset, 12-epoch teacher, AMD EPYC AVX512, 1 thread")]
 
 
 def levers():

@@ -1,6 +1,6 @@
 """A convolutional teacher for distillation: trained on the 50,000 training images alone, its logits saved.
 
-    python -m benchmarks.teacher                     # 6 epochs -> runs/teacher/logits.pt (and its name in
+    python -m benchmarks.teacher                     # 12 epochs -> runs/teacher/logits.pt (and its name in
                                                      # runs/teacher/teacher.json), results/teacher.json
     python -m benchmarks.teacher --epochs 1 --train-subset 2048 --out /tmp/t   # a smoke run
 
@@ -51,7 +51,7 @@ def resnet9(width=32, classes=10):
 
 def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--max-lr", type=float, default=2e-3)
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--train-subset", type=int, default=0)

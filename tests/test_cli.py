@@ -257,3 +257,24 @@ def test_the_distilled_preset_without_its_teacher_says_how_to_make_it_in_one_lin
     assert "no teacher logits at" in done.stderr and "python -m benchmarks.teacher" in done.stderr
     assert recipe.recipe("distilled").teacher == recipe.TEACHER
 
+
+
+def test_the_teacher_script_writes_logits_for_every_training_image_and_names_its_teacher(cifar_dir, tmp_path):
+    """benchmarks/teacher.py on a slice: one row of logits per training image, the teacher's name beside them
+    (what accuracy.py records in a distilled row), its row in the results file; a smoke run has a name of its own."""
+    from benchmarks import teacher
+    args = ["--epochs", "1", "--train-subset", "600", "--test-subset", "300", "--width", "4", "--data-dir", str(cifar_dir),
+            "--out", str(tmp_path / "t"), "--results", str(tmp_path / "rows.json")]
+    assert teacher.main(args) == 0
+    logits = torch.load(tmp_path / "t" / "logits.pt", weights_only=True)
+    name = json.loads((tmp_path / "t" / "teacher.json").read_text())["name"]
+    assert logits.shape == (600, 10) and logits.device.type == "cpu" and torch.isfinite(logits).all()
+    assert name == "ResNet-9 width 4, 1 epochs, first 600 training images, first 300 test images"
+    assert json.loads((tmp_path / "rows.json").read_text())[name]["test_subset"] == 300
+    assert name != teacher.name(teacher.parser().parse_args([]))  # never the preset's teacher's row
+
+
+def test_the_teacher_script_says_what_is_wrong_in_one_line():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.teacher", "--device", "tpu9"], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode == 1 and done.stderr == "error: unknown device 'tpu9'; use 'auto', 'cpu', 'cuda' or 'mps'\n"

@@ -105,7 +105,8 @@ def provenance(device="cpu", data_dir=None):
 
 def machine(row):
     """A result's machine as the tables print it: the CPU's name, with its instruction set where recorded."""
-    return row["machine"] + (f" ({row['cpu_capability']})" if row.get("cpu_capability") else "")
+    name = row["machine"].replace(", 1 threads", ", 1 thread")  # rows record "N threads" for any N: kept, to merge
+    return name + (f" ({row['cpu_capability']})" if row.get("cpu_capability") else "")
 
 
 def update_json(path, rows, order=()):

@@ -53,7 +53,7 @@ def lr_spread():
             for k, v in summary(runs).items()]
     return (table(["preset, precision", "runs", "min/2: min / median / max", "safe: min / median / max",
                    "diverged at: min / median / max", "dip (%)"], rows)
-            + f"\n\nBatch {one(runs, 'batch_size')}, {one(runs, 'machine')}, {one(runs, 'data')}.")
+            + f"\n\nBatch {one(runs, 'batch_size')}, {'; '.join(dict.fromkeys(machine(r) for r in runs))}, {one(runs, 'data')}.")
 
 
 def stability():
@@ -72,7 +72,7 @@ def stability():
         rows.append([as_today({"preset": r.get("preset", "best")})["preset"], name, r["seed"], f"{r['max_lr']:.2e}", what])
     r = results[0]
     return (table(["preset", "candidate (one change to min/2, no clipping)", "seed", "max LR", "first epochs of 24"], rows)
-            + f"\n\n{r['precision']}, {r['machine']}, {r['data']}.")
+            + f"\n\n{r['precision']}, {machine(r)}, {r['data']}.")
 
 
 def seeds():
@@ -112,8 +112,8 @@ def speed():
     m = job["mean_seconds"]
     jobs = table(["whole default job", "seconds"], [[f"commit {job['old_commit']}", f"{m['old']:.1f}"], [f"the code of {job['date']} (pooling before BN, fp32 blocks, fused Adam, no per-step sync)", f"{m['new']:.1f}"],
                                                     ["ratio", f"{job['ratio_new_over_old']:.2f}"]])
-    return (f"{pipes}\n\n{d['machine']}, {d['data']}.\n\n{step}\n\n{parts['machine']}, {parts['precision']}.\n\n{jobs}\n\n"
-            f"{job['machine']}, {job['date']}.")
+    return (f"{pipes}\n\n{machine(d)}, {d['data']}.\n\n{step}\n\n{machine(parts)}, {parts['precision']}.\n\n{jobs}\n\n"
+            f"{machine(job)}, {job['date']}.")
 
 
 def notebook():

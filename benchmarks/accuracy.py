@@ -61,8 +61,7 @@ def run_seed(cfg, name, change, ema=None):
         bar.close()
         if ema:
             hook.remove()
-    named = Path(cfg.teacher or "none").with_name("teacher.json")  # benchmarks/teacher.py names it beside the logits
-    if cfg.teacher and named.exists():
+    if cfg.teacher and (named := Path(cfg.teacher).with_name("teacher.json")).exists():  # written by benchmarks/teacher.py
         done["teacher_name"] = json.loads(named.read_text())["name"]
     return {"name": name, "change": change, "config": run.resume_settings(), "model_config": asdict(run.net.config),
             "params": count_parameters(run.net), "epochs": cfg.epochs, "max_lr": [max_lr],

@@ -42,8 +42,8 @@ def ablation():
 
 
 def one(rows, key):
-    """The one value of key in rows, or each value in turn when they differ."""
-    return "; ".join(dict.fromkeys(str(r[key]) for r in rows))
+    """The one value of key (a field, or a function of a row) in rows, or each value in turn when they differ."""
+    return "; ".join(dict.fromkeys(str(key(r) if callable(key) else r[key]) for r in rows))
 
 
 def lr_spread():
@@ -53,7 +53,7 @@ def lr_spread():
             for k, v in summary(runs).items()]
     return (table(["preset, precision", "runs", "min/2: min / median / max", "safe: min / median / max",
                    "diverged at: min / median / max", "dip (%)"], rows)
-            + f"\n\nBatch {one(runs, 'batch_size')}, {'; '.join(dict.fromkeys(machine(r) for r in runs))}, {one(runs, 'data')}.")
+            + f"\n\nBatch {one(runs, 'batch_size')}, {one(runs, machine)}, {one(runs, 'data')}.")
 
 
 def stability():

@@ -13,17 +13,16 @@ also given as seconds per epoch (its steps per epoch x its time per step).
 import argparse
 import statistics
 import sys
+import tempfile
+from pathlib import Path
 
 import torch
 
 from benchmarks.common import RESULTS, images_per_s, provenance, update_json
 from benchmarks.teacher import resnet9
-import tempfile
-from pathlib import Path
-
 from train import make_optimizer, recipe, setup
 from utils.data import Loader, load_cifar10
-from utils.device import cpu_has_bf16, optimizer_kwargs
+from utils.device import optimizer_kwargs, precision_for
 
 TOKENS = {"preset": "tokens", "lr_rule": "min/5", "augment": ["crop2", "flip"]}
 CASES = {"default": {"preset": "default"}, "tokens recipe": TOKENS,
@@ -50,7 +49,7 @@ def main(argv=None):
     teacher = resnet9().to(memory_format=torch.channels_last)
     loader = Loader(*load_cifar10(train=True, download=False), 512, train=True, augment=("crop", "flip"), channels_last=True)
     runs["teacher (ResNet-9, batch 512)"] = (teacher, loader, torch.optim.Adam(teacher.parameters(), **optimizer_kwargs("cpu")),
-                                              "bf16" if cpu_has_bf16() else "fp32", 0.0, [])
+                                              precision_for("cpu"), 0.0, [])
     for _ in range(a.rounds):
         for model, loader, opt, precision, clip, ms in runs.values():
             ms.append(1000 * loader.batch_size / images_per_s(model, loader, opt, a.steps, precision, clip))

@@ -66,7 +66,7 @@ def parser():
 
 
 def name(a):
-    """The teacher's name in teacher.json and beside its logits: its width and epochs."""
+    """The teacher's name in teacher.json and beside its logits: its width, epochs and any subsets."""
     subsets = "".join(f", first {n} {what} images" for n, what in ((a.train_subset, "training"), (a.test_subset, "test")) if n)
     return f"ResNet-9 width {a.width}, {a.epochs} epochs{subsets}"
 

@@ -258,7 +258,6 @@ def test_the_distilled_preset_without_its_teacher_says_how_to_make_it_in_one_lin
     assert recipe.recipe("distilled").teacher == recipe.TEACHER
 
 
-
 def test_the_teacher_script_writes_logits_for_every_training_image_and_names_its_teacher(cifar_dir, tmp_path):
     """benchmarks/teacher.py on a slice: one row of logits per training image, the teacher's name beside them
     (what accuracy.py records in a distilled row), its row in the results file; a smoke run has a name of its own."""

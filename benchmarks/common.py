@@ -13,11 +13,13 @@ import os
 import platform
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import torch
 
+import utils.data
 from utils.data import resolve_data_dir
 from utils.device import grad_scaler
 from utils.training import train_epoch
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 RENAMED = {"best": "default"}  # preset names that rows recorded before a rename still carry
 # ModelConfig fields gone from the code, at the values that built the network today's code builds without them
-LEFT_MODEL = {"relu": True, "pool": "avg", "locality": False}
+LEFT_MODEL = {"relu": True, "pool": "avg", "locality": False, "conv_bias": True, "heads": 1, "rel_bias": False}
 
 
 def as_today(config, model_config=None):
@@ -38,30 +40,31 @@ def as_today(config, model_config=None):
     return config, {k: v for k, v in model_config.items() if k not in LEFT_MODEL or LEFT_MODEL[k] != v}
 
 
-# torchvision's published MD5s of the official python-layout files (torchvision.datasets.CIFAR10)
-OFFICIAL_MD5 = {
-    "data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
-}
+UNVERIFIED = "CIFAR-10 (unverified copy: not the official files)"
 
 
 def data_label(data_dir=None):
-    """'CIFAR-10 (official files)' when every python-layout file matches torchvision's published
-    MD5 (what a download gives); any other copy is named unverified."""
-    py_dir = resolve_data_dir(data_dir) / "cifar-10-batches-py"
-    files = [py_dir / name for name in OFFICIAL_MD5]
-    if not all(f.is_file() for f in files):
-        return "CIFAR-10 (unverified copy: not the official files)"
-    return _label(str(py_dir.resolve()), tuple(f.stat().st_mtime_ns for f in files))
+    """'CIFAR-10 (official files)' when the folder holds the official binary archive (its published MD5, as a
+    download leaves it) and every .bin file is that archive's; any other copy is named unverified."""
+    root = resolve_data_dir(data_dir)
+    files = [root / "cifar-10-batches-bin" / f"{n}.bin" for n in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]]
+    archive = root / Path(utils.data.URL).name
+    if not archive.is_file() or not all(f.is_file() for f in files):
+        return UNVERIFIED
+    return _label(str(root.resolve()), utils.data.MD5, tuple(f.stat().st_mtime_ns for f in [archive, *files]))
 
 
 @functools.lru_cache(maxsize=8)
-def _label(py_dir, mtimes):
-    """The label of a folder's files, hashed once per folder and set of modification times."""
-    official = all(hashlib.md5((Path(py_dir) / name).read_bytes()).hexdigest() == md5
-                   for name, md5 in OFFICIAL_MD5.items())
-    return "CIFAR-10 (official files)" if official else "CIFAR-10 (unverified copy: not the official files)"
+def _label(root, md5, mtimes):
+    """The label of a folder's files, hashed once per folder, archive MD5 and set of modification times."""
+    archive = Path(root) / Path(utils.data.URL).name
+    if hashlib.md5(archive.read_bytes()).hexdigest() != md5:
+        return UNVERIFIED
+    with tarfile.open(archive) as tar:
+        members = {Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".bin")}
+    files = sorted((Path(root) / "cifar-10-batches-bin").glob("*.bin"))
+    same = [f.name for f in files] == sorted(members) and all(f.read_bytes() == members[f.name] for f in files)
+    return "CIFAR-10 (official files)" if same else UNVERIFIED
 
 
 def machine_name(device):
@@ -151,9 +154,9 @@ def images_per_s(model, loader, optimizer, steps, precision="fp32", grad_clip=0.
     return sum(seen) / (time.perf_counter() - t)
 
 
-def written_out_forward(self, x, bias=None):
+def written_out_forward(self, x):
     """UltimusBlock.forward with AM written out (softmax(QK^T / sqrt 8), then AM V): the arithmetic the blocks
     had before they used F.scaled_dot_product_attention, to compare against."""
     q, k, v = self.qkv(x)
-    z = self.weights(q, k, bias) @ v
+    z = self.weights(q, k) @ v
     return self.out(z.squeeze(-1) if x.dim() == 2 else z)

@@ -25,9 +25,6 @@ class ModelConfig:
     attention: str = "sample"  # "sample": one AM per image; "batch": the published Q.T @ K bug, one AM per batch
     token_blocks: int = 0  # how many of the 4 blocks attend over the A*A positions, before the pool
     positions: bool = False  # add ViT's fixed 2-D sine-cosine position code to the tokens (no parameter)
-    conv_bias: bool = True  # biases in the convs (batch norm cancels them: 96 parameters)
-    heads: int = 1  # over positions, the 8 query, key and value features split into this many heads (no parameter)
-    rel_bias: bool = False  # over positions, a learned logit bias per row offset and per column offset (30 a block)
 
     def __post_init__(self):
         check_types(self, "model option", CHOICES)
@@ -36,12 +33,8 @@ class ModelConfig:
             raise ValueError(f"model option 'strides' takes three positive integers that divide 32, got {self.strides}")
         if not 0 <= self.token_blocks <= 4 or (self.token_blocks and self.attention == "batch"):
             raise ValueError(f"token_blocks must be 0-4 (and 0 with attention 'batch'), got {self.token_blocks}")
-        if (self.positions or self.rel_bias or self.heads > 1) and not self.token_blocks:
-            raise ValueError("positions, rel_bias and heads act on the tokens: they need token_blocks > 0")
-        if self.rel_bias and self.scale == "after":
-            raise ValueError("rel_bias is added to the logits inside the softmax: it needs scale 'inside'")
-        if self.heads not in (1, 2, 4, 8):
-            raise ValueError(f"model option 'heads' takes 1, 2, 4 or 8 (it splits 8 features), got {self.heads}")
+        if self.positions and not self.token_blocks:
+            raise ValueError("positions codes where each token is: it needs token_blocks > 0")
 
     @classmethod
     def from_dict(cls, d):
@@ -61,49 +54,40 @@ def sincos_positions(side, dim=48):
 class UltimusBlock(nn.Module):
     """K, Q, V = FC(X); AM = softmax(Q K^T) over tokens; Out(AM V)."""
 
-    def __init__(self, dim=48, kqv_dim=8, scale="inside", attention="sample", heads=1):
+    def __init__(self, dim=48, kqv_dim=8, scale="inside", attention="sample"):
         super().__init__()
         self.k, self.q, self.v = (nn.Linear(dim, kqv_dim) for _ in range(3))  # 48 -> 8 each, made in this order
         self.out = nn.Linear(kqv_dim, dim)  # 8 -> 48
-        self.heads = heads
-        self.scale, self.attention, self.inv_sqrt_d = scale, attention, 1 / math.sqrt(kqv_dim // heads)
+        self.scale, self.attention, self.inv_sqrt_d = scale, attention, 1 / math.sqrt(kqv_dim)
 
     def qkv(self, x):
-        """x (B, 48): the 8 numbers become 8 tokens of width 1, (B, 8, 1) each; x (B, T, 48): (B, T, 8) each,
-        or (B, H, T, 8 / H) with H > 1 heads."""
+        """x (B, 48): the 8 numbers become 8 tokens of width 1, (B, 8, 1) each; x (B, T, 48): (B, T, 8) each."""
         k, q, v = self.k(x), self.q(x), self.v(x)  # in this order: autograd sums x's gradient in the same order
-        if x.dim() == 2:
-            return q.unsqueeze(-1), k.unsqueeze(-1), v.unsqueeze(-1)
-        if self.heads == 1:
-            return q, k, v
-        return tuple(t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))
+        return (q.unsqueeze(-1), k.unsqueeze(-1), v.unsqueeze(-1)) if x.dim() == 2 else (q, k, v)
 
-    def weights(self, q, k, bias=None):
+    def weights(self, q, k):
         """AM from q and k, written out: (B, 8, 8) over the vector's numbers, (B, T, T) over positions."""
         if self.attention == "batch":  # the bug: Q.T @ K sums over the batch, one matrix for all samples
             logits = (q.squeeze(-1).t() @ k.squeeze(-1)).expand(q.shape[0], -1, -1)  # (B, 8, 8)
         else:
             logits = q @ k.transpose(-1, -2)  # (B, 8, 8): q_i k_j, or (B, T, T): q_s . k_t
         if self.scale == "inside":
-            return F.softmax(logits * self.inv_sqrt_d + (0 if bias is None else bias), dim=-1)  # rows sum to 1
+            return F.softmax(logits * self.inv_sqrt_d, dim=-1)  # rows sum to 1
         return F.softmax(logits, dim=-1) * self.inv_sqrt_d  # rows sum to 1/sqrt(8)
 
-    def attention_matrix(self, x, bias=None):
-        """AM for x (bias, if given, is added to the scaled logits); over positions, the mean over the heads."""
-        q, k, _ = self.qkv(x)
-        am = self.weights(q, k, bias)
-        return am.mean(1) if am.dim() == 4 else am  # (B, 8, 8) or (B, T, T)
+    def attention_matrix(self, x):
+        """AM for x: (B, 8, 8) or (B, T, T)."""
+        return self.weights(*self.qkv(x)[:2])
 
-    def forward(self, x, bias=None):
+    def forward(self, x):
         """x (B, 48) -> (B, 48), or x (B, T, 48) -> (B, T, 48): Out(AM V), with torch's fused attention."""
         q, k, v = self.qkv(x)
         if self.attention == "batch":
             z = self.weights(q, k) @ v
-        elif self.scale == "inside":  # softmax(QK^T / sqrt 8 + bias) V
-            z = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.inv_sqrt_d)
+        elif self.scale == "inside":  # softmax(QK^T / sqrt 8) V
+            z = F.scaled_dot_product_attention(q, k, v, scale=self.inv_sqrt_d)
         else:  # softmax(QK^T) / sqrt 8, then V: the division moves past the (linear) product
             z = F.scaled_dot_product_attention(q, k, v, scale=1.0) * self.inv_sqrt_d
-        z = z.transpose(1, 2).flatten(2) if z.dim() == 4 else z  # heads side by side again: (B, T, 8)
         return self.out(z.squeeze(-1) if x.dim() == 2 else z)  # (B, 48) or (B, T, 48)
 
 
@@ -115,21 +99,15 @@ class Net(nn.Module):
         self.config = c = config
         chans, side = (3, 16, 32, 48), 32 // math.prod(c.strides)
         conv_strides = c.strides if c.downsample == "stride" else (1, 1, 1)
-        self.convs = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 3, conv_strides[i], padding=1, bias=c.conv_bias)
+        self.convs = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 3, conv_strides[i], padding=1)
                                    for i in range(3))
         self.bns = nn.ModuleList(nn.BatchNorm2d(n) for n in chans[1:]) if c.batch_norm else None
         self.pools = nn.ModuleList(nn.MaxPool2d(s) for s in c.strides) if c.downsample == "maxpool" else None
         self.gap = nn.AvgPool2d(side)  # (B, 48, A, A) -> (B, 48, 1, 1)
-        self.blocks = nn.ModuleList(UltimusBlock(48, 8, c.scale, c.attention, c.heads if i < c.token_blocks else 1)
-                                    for i in range(4))
+        self.blocks = nn.ModuleList(UltimusBlock(48, 8, c.scale, c.attention) for _ in range(4))
         self.fc = nn.Linear(48, 10)
         if c.positions:  # a fixed code, not a parameter, and not saved with the weights
             self.register_buffer("position_code", sincos_positions(side), persistent=False)
-        if c.rel_bias:  # a learned logit bias for each row offset and each column offset between two positions
-            self.rel_table = nn.Parameter(torch.zeros(c.token_blocks, 2, 2 * side - 1))  # (n, 2, 2A - 1)
-            r, cc = torch.arange(side).repeat_interleave(side), torch.arange(side).repeat(side)  # each token's row, col
-            self.register_buffer("rel_index", torch.stack([r[None] - r[:, None], cc[None] - cc[:, None]]) + side - 1,
-                                 persistent=False)  # (2, A*A, A*A): the offsets from query s to key t, from 0
 
     def feature_map(self, x):
         """Images (B, 3, 32, 32) -> conv3's map (B, 48, A, A)."""
@@ -155,18 +133,11 @@ class Net(nn.Module):
                 x = x + self.position_code  # every token learns where it is
             for i, block in enumerate(self.blocks):
                 x = self.pool(x) if i == self.config.token_blocks else x  # X (B, 48)
-                bias = self.position_bias(i) if x.dim() == 3 else None
                 if maps is not None:
-                    maps.append(block.attention_matrix(x, bias))  # written out only where it is drawn
-                out = block(x, bias)
+                    maps.append(block.attention_matrix(x))  # written out only where it is drawn
+                out = block(x)
                 x = x + out if self.config.residual else out
             return self.fc(self.pool(x) if x.dim() == 3 else x)  # (B, 10)
-
-    def position_bias(self, i):
-        """What block i adds to its logits over positions, (A*A, A*A): its row offsets' and column offsets' biases."""
-        if not self.config.rel_bias:
-            return None
-        return self.rel_table[i, 0][self.rel_index[0]] + self.rel_table[i, 1][self.rel_index[1]]
 
     def forward(self, x):
         return self.head(self.feature_map(x))

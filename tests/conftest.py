@@ -1,10 +1,9 @@
-"""Shared test helpers: the real CIFAR-10, and small files in the official layouts.
+"""Shared test helpers: the real CIFAR-10, and small files in the official binary layout.
 
 The real data: $CIFAR10_DIR, else ./data beside this repository's files, downloaded there
-once (by torchvision) when it is missing and the internet is there.
+once when it is missing and the internet is there.
 """
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ def real_cifar(root, ci):
     except DataError as e:
         message = (f"no CIFAR-10 for the real-data tests ({e}). Get it once with internet: "
                    "`python -c \"from utils.data import load_cifar10; load_cifar10()\"` downloads it into ./data, "
-                   "or set CIFAR10_DIR to a folder with cifar-10-batches-py/ or cifar-10-batches-bin/")
+                   "or set CIFAR10_DIR to a folder with cifar-10-batches-bin/")
         (pytest.fail if ci else pytest.skip)(message)
     return root
 
@@ -49,15 +48,4 @@ def write_bin_layout(root, n=20, seed=0):
         images, labels = fake_cifar(n, seed + i)
         rows = np.concatenate([labels[:, None], images.reshape(n, -1)], axis=1)
         (d / f"{name}.bin").write_bytes(rows.tobytes())
-    return d
-
-
-def write_py_layout(root, n=20, seed=0):
-    """root/cifar-10-batches-py with the same content as write_bin_layout(root, n, seed)."""
-    d = Path(root) / "cifar-10-batches-py"
-    d.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
-        images, labels = fake_cifar(n, seed + i)
-        with open(d / name, "wb") as f:
-            pickle.dump({b"data": images.reshape(n, -1), b"labels": labels.tolist()}, f)
     return d

@@ -1,21 +1,19 @@
 import os
-import pickle
 
 import pytest
 import torch
 
-from conftest import fake_cifar, write_bin_layout, write_py_layout
+from conftest import fake_cifar, write_bin_layout
 from benchmarks.common import data_label
-from utils.data import CLASSES, DataError, Loader, augment_batch, load_cifar10
+from utils.data import RECORD, DataError, Loader, augment_batch, load_cifar10
 
 
 def listing(d):
     return sorted((p, os.path.getsize(p)) for p in d.rglob("*"))
 
 
-@pytest.mark.parametrize("writer", [write_bin_layout, write_py_layout])
-def test_both_layouts_read_images_and_labels_exactly(tmp_path, writer):
-    writer(tmp_path, n=20)
+def test_images_and_labels_are_read_exactly(tmp_path):
+    write_bin_layout(tmp_path, n=20)
     before = listing(tmp_path)
     x, y = load_cifar10(tmp_path, train=True, download=False)
     xt, yt = load_cifar10(tmp_path, train=False, download=False)
@@ -65,22 +63,6 @@ def test_label_out_of_range_is_named(tmp_path):
     raw[3073 * 2] = 12  # third record's label
     f.write_bytes(bytes(raw))
     with pytest.raises(DataError, match="test_batch.bin: label 12 out of range 0-9 at record 2"):
-        load_cifar10(tmp_path, train=False, download=False)
-
-
-def test_truncated_pickle_is_named(tmp_path):
-    d = write_py_layout(tmp_path, n=5)
-    f = d / "data_batch_1"
-    f.write_bytes(f.read_bytes()[:200])
-    with pytest.raises(DataError, match="data_batch_1: truncated or corrupt pickle"):
-        load_cifar10(tmp_path, download=False)
-
-
-def test_pickle_with_wrong_record_size_is_named(tmp_path):
-    d = write_py_layout(tmp_path, n=5)
-    with open(d / "test_batch", "wb") as f:
-        pickle.dump({b"data": fake_cifar(5)[0].reshape(5, -1)[:, :1000], b"labels": [0] * 5}, f)
-    with pytest.raises(DataError, match="test_batch: expected uint8 rows of 3072 pixels"):
         load_cifar10(tmp_path, train=False, download=False)
 
 
@@ -137,49 +119,31 @@ def test_loader_rejects_bad_options(kwargs, match):
         Loader(images, labels.long(), **{"batch_size": 2, **kwargs})
 
 
-def test_official_md5s_are_torchvisions():
-    import torchvision
-
-    from benchmarks.common import OFFICIAL_MD5
-    tv = torchvision.datasets.CIFAR10
-    assert OFFICIAL_MD5 == dict(tv.train_list + tv.test_list)
-
-
 def test_a_copy_that_is_not_the_official_files_is_labelled_unverified(tmp_path):
-    write_py_layout(tmp_path, n=5)
+    write_bin_layout(tmp_path, n=5)
     assert data_label(tmp_path) == "CIFAR-10 (unverified copy: not the official files)"
-    write_bin_layout(tmp_path / "bin", n=5)
-    assert data_label(tmp_path / "bin") == "CIFAR-10 (unverified copy: not the official files)"
 
 
 def test_download_success_path_end_to_end_from_a_local_server(tmp_path, monkeypatch):
-    """A small archive in torchvision's format, served on 127.0.0.1, read through the normal path."""
+    """A small archive in the official format, served on 127.0.0.1, read through the normal path."""
     import hashlib
     import http.server
     import tarfile
     import threading
     from functools import partial
 
-    import torchvision
-
-    import benchmarks.common as data_module
-    src = write_py_layout(tmp_path / "src", n=10)
-    with open(src / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in CLASSES]}, f, protocol=2)
+    import utils.data
+    src = write_bin_layout(tmp_path / "src", n=10)
     served = tmp_path / "served"
     served.mkdir()
-    with tarfile.open(served / "cifar-10-python.tar.gz", "w:gz") as tar:
-        tar.add(src, arcname="cifar-10-batches-py")
-    md5 = lambda p: hashlib.md5(p.read_bytes()).hexdigest()  # noqa: E731
+    with tarfile.open(served / "cifar-10-binary.tar.gz", "w:gz") as tar:
+        tar.add(src, arcname="cifar-10-batches-bin")
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        tv = torchvision.datasets.CIFAR10
-        monkeypatch.setattr(tv, "url", f"http://127.0.0.1:{server.server_address[1]}/cifar-10-python.tar.gz")
-        monkeypatch.setattr(tv, "tgz_md5", md5(served / "cifar-10-python.tar.gz"))
-        files = {name: md5(src / name) for name in data_module.OFFICIAL_MD5}
-        monkeypatch.setattr(data_module, "OFFICIAL_MD5", files)  # as if these were the published files
+        monkeypatch.setattr(utils.data, "URL", f"http://127.0.0.1:{server.server_address[1]}/cifar-10-binary.tar.gz")
+        monkeypatch.setattr(utils.data, "MD5", hashlib.md5((served / "cifar-10-binary.tar.gz").read_bytes()).hexdigest())
         root = tmp_path / "data"
         x, y = load_cifar10(root, train=True, download=True)
         xt, yt = load_cifar10(root, train=False, download=False)
@@ -188,41 +152,36 @@ def test_download_success_path_end_to_end_from_a_local_server(tmp_path, monkeypa
     images, labels = fake_cifar(10, seed=0)
     assert x.shape == (50, 3, 32, 32) and torch.equal(x[:10], torch.from_numpy(images))
     assert torch.equal(y[:10], torch.from_numpy(labels).long()) and len(yt) == 10
-    assert data_label(root) == "CIFAR-10 (official files)"
+    assert data_label(root) == "CIFAR-10 (official files)"  # the archive's MD5 is the published one (patched here)
+    (root / "cifar-10-batches-bin" / "test_batch.bin").write_bytes(b"\0" * RECORD * 10)  # a file changed after
+    assert data_label(root) == "CIFAR-10 (unverified copy: not the official files)"
 
 
-def test_a_crafted_pickle_cannot_run_code(tmp_path):
-    marker = tmp_path / "ran"
+def test_a_wrong_archive_is_one_line_and_leaves_no_data(tmp_path, monkeypatch):
+    import http.server
+    import threading
+    from functools import partial
 
-    class Payload:
-        def __reduce__(self):
-            return os.system, (f"touch {marker}",)
-
-    d = write_py_layout(tmp_path, n=5)
-    with open(d / "data_batch_2", "wb") as f:
-        pickle.dump({b"data": Payload(), b"labels": [0]}, f)
-    with pytest.raises(DataError) as e:
-        load_cifar10(tmp_path, download=False)
-    assert not marker.exists()
-    assert "data_batch_2: not a CIFAR-10 file, refused" in str(e.value) and "os" in str(e.value)
-    assert "\n" not in str(e.value)
-
-
-def test_protocol_2_pickles_like_the_official_files_are_read(tmp_path):
-    d = write_py_layout(tmp_path, n=5)
-    images, labels = fake_cifar(5, seed=5)
-    with open(d / "test_batch", "wb") as f:  # the official files are protocol-2 pickles from Python 2
-        pickle.dump({b"batch_label": b"testing batch 1 of 1", b"labels": labels.tolist(),
-                     b"data": images.reshape(5, -1), b"filenames": [b"x.png"] * 5}, f, protocol=2)
-    x, y = load_cifar10(tmp_path, train=False, download=False)
-    assert torch.equal(x, torch.from_numpy(images))
+    import utils.data
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "cifar-10-binary.tar.gz").write_bytes(b"not the archive")
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "served"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(utils.data, "URL", f"http://127.0.0.1:{server.server_address[1]}/cifar-10-binary.tar.gz")
+        with pytest.raises(DataError, match="could not download CIFAR-10") as e:
+            load_cifar10(tmp_path / "data", download=True)
+    finally:
+        server.shutdown()
+    assert "\n" not in str(e.value) and not (tmp_path / "data" / "cifar-10-batches-bin").exists()
 
 
 def test_without_data_and_internet_real_data_tests_skip_saying_how_but_ci_fails(tmp_path, monkeypatch):
-    import torchvision
+    import utils.data
 
     from conftest import real_cifar
-    monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", "http://127.0.0.1:9/x.tar.gz")  # nothing listens: offline
+    monkeypatch.setattr(utils.data, "URL", "http://127.0.0.1:9/x.tar.gz")  # nothing listens: offline
     with pytest.raises(pytest.skip.Exception, match="Get it once with internet.*CIFAR10_DIR"):
         real_cifar(tmp_path / "none", ci=False)
     with pytest.raises(pytest.fail.Exception, match="no CIFAR-10 for the real-data tests"):

@@ -115,26 +115,18 @@ def test_training_runs_torchs_fused_attention_once_per_block_and_no_explicit_mat
 
 
 @pytest.mark.parametrize("config", [ModelConfig(), ModelConfig(scale="after"), PRESETS["tokens"],
-                                    ModelConfig(token_blocks=2, positions=True, heads=2, rel_bias=True)],
-                         ids=["vector", "vector, scale after", "positions", "positions + 2 heads + relative bias"])
+                                    ModelConfig(token_blocks=2, positions=True)],
+                         ids=["vector", "vector, scale after", "positions", "two blocks over positions, two after"])
 def test_fused_attention_equals_the_written_out_am_v(config):
     """What trains (scaled_dot_product_attention) is what the maps show: Out(AM V) with AM written out."""
     torch.manual_seed(0)
     net = Net(config).eval()
-    if config.rel_bias:
-        torch.nn.init.uniform_(net.rel_table, -1.0, 1.0)  # a live bias, not the zeros it starts from
     x = torch.randn(3, 3, 32, 32)
     maps, explicit = net.attention_maps(x), net.feature_map(x).flatten(2).transpose(1, 2)
     explicit = explicit + net.position_code if config.positions else explicit
     for i, (block, am) in enumerate(zip(net.blocks, maps)):
         explicit = net.pool(explicit) if i == config.token_blocks else explicit
-        v = block.qkv(explicit)[2]
-        if config.heads > 1 and explicit.dim() == 3:  # each head's AM on its own values: AM here is their mean
-            q, k, v = block.qkv(explicit)
-            am = block.weights(q, k, net.position_bias(i))  # (B, H, T, T)
-            z = (am @ v).transpose(1, 2).flatten(2)
-        else:
-            z = am @ v
+        z = am @ block.qkv(explicit)[2]
         explicit = explicit + block.out(z.squeeze(-1) if explicit.dim() == 2 else z)
     logits = net.fc(net.pool(explicit) if explicit.dim() == 3 else explicit)
     assert torch.allclose(net(x), logits, atol=1e-5)
@@ -163,17 +155,10 @@ def test_attention_maps_leave_the_mode_and_the_batch_norm_statistics_alone():
     assert all(torch.equal(a, b) for a, b in zip(maps, net.attention_maps(x)))  # eval mode's maps
 
 
-@pytest.mark.parametrize("options,params", [({"heads": 2}, 26_074), ({"rel_bias": True, "conv_bias": False}, 26_098),
-                                            ({"positions": True}, 26_074)])
-def test_options_over_positions_cost_what_they_say(options, params):
-    assert count_parameters(Net(ModelConfig(token_blocks=4, **options))) == params
-
-
-def test_options_over_positions_need_blocks_over_positions():
-    with pytest.raises(ValueError, match="need token_blocks > 0"):
+def test_the_position_code_adds_no_parameter_and_needs_blocks_over_positions():
+    assert count_parameters(Net(ModelConfig(token_blocks=4, positions=True))) == 26_074
+    with pytest.raises(ValueError, match="needs token_blocks > 0"):
         ModelConfig(positions=True)
-    with pytest.raises(ValueError, match="rel_bias .* needs scale 'inside'"):  # it would be silently ignored
-        ModelConfig(token_blocks=4, rel_bias=True, scale="after")
 
 
 @pytest.mark.parametrize("scale,row_sum", [("inside", 1.0), ("after", 1 / math.sqrt(8))])

@@ -1,16 +1,11 @@
 """CIFAR-10 as uint8 tensors, and a loader that augments whole batches on the device.
 
-Needs: torch, numpy (torchvision only to download); copy it alone. load_cifar10 reads either official layout
-(cifar-10-batches-py, what torchvision downloads, or -bin) and checks every file: a wrong path or a damaged file
-is one DataError. The pickled python layout is read by an unpickler that builds only what the official files
-hold, so a crafted file cannot run code. Loader keeps the set as one tensor on the device and crops, flips and
-normalises there, a batch at a time: no worker processes, no PIL.
+Needs: torch (torchvision only to download); copy it alone. load_cifar10 reads the official binary layout
+(cifar-10-batches-bin) and checks every file: a wrong path or a damaged file is one DataError. Loader keeps the
+set as one tensor on the device and crops, flips and normalises there, a batch at a time: no workers, no PIL.
 """
 import os
-import pickle
 from pathlib import Path
-
-import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +14,9 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 AUGMENTATIONS = ("crop", "crop2", "flip")  # crop: random +-4-pixel shifts, crop2: +-2; flip: mirror half the images
-RECORD = 1 + 3 * 32 * 32  # binary layout: label byte, then R, G, B planes
-TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
-TEST_FILES = ["test_batch"]
+RECORD = 1 + 3 * 32 * 32  # a label byte, then the R, G and B planes
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+MD5 = "c32a1d4ab5d03f1284b67883e8d87530"  # the archive's, as published on the CIFAR-10 page
 
 
 class DataError(ValueError):
@@ -33,13 +28,6 @@ def resolve_data_dir(data_dir=None):
     return Path(data_dir or os.environ.get("CIFAR10_DIR") or "data").expanduser()
 
 
-def _check_labels(labels, path):
-    bad = ((labels < 0) | (labels > 9)).nonzero()
-    if len(bad):
-        i = bad[0].item()
-        raise DataError(f"{path}: label {labels[i].item()} out of range 0-9 at record {i}")
-
-
 def _read_bin(path):
     """One binary-layout file -> (images (N, 3, 32, 32) uint8, labels (N,) int64)."""
     if not path.is_file():
@@ -49,88 +37,32 @@ def _read_bin(path):
         raise DataError(f"{path}: truncated or corrupt, {len(raw)} bytes is not a whole number of {RECORD}-byte records")
     rows = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(-1, RECORD)
     labels = rows[:, 0].long()
-    _check_labels(labels, path)
+    if (labels > 9).any():
+        i = (labels > 9).nonzero()[0].item()
+        raise DataError(f"{path}: label {labels[i].item()} out of range 0-9 at record {i}")
     return rows[:, 1:].reshape(-1, 3, 32, 32).clone(), labels
-
-
-class _Refused(pickle.UnpicklingError):
-    pass
-
-
-_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy's array rebuilder, wherever this numpy version keeps it
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    """Builds only what an official CIFAR-10 file holds; any other global is refused, never called."""
-
-    ALLOWED = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-               ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,  # numpy 1 (and the official files)
-               ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,  # numpy 2
-               ("_codecs", "encode"): __import__("codecs").encode}  # protocol-2 pickles store bytes this way
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise _Refused(f"it asks for {module}.{name}, which a CIFAR-10 file never holds")
-        return self.ALLOWED[(module, name)]
-
-
-def _read_py(path):
-    """One python-layout (pickled) file -> (images (N, 3, 32, 32) uint8, labels (N,) int64)."""
-    if not path.is_file():
-        raise DataError(f"{path}: file missing from the CIFAR-10 python layout")
-    try:
-        with open(path, "rb") as f:
-            d = _SafeUnpickler(f, encoding="bytes").load()
-        data, labels = d[b"data"], d[b"labels"]
-    except _Refused as e:
-        raise DataError(f"{path}: not a CIFAR-10 file, refused ({e})") from None
-    except Exception as e:  # a truncated pickle raises any of several errors
-        raise DataError(f"{path}: truncated or corrupt pickle ({type(e).__name__}: {e})") from None
-    images = torch.as_tensor(data)
-    if images.dtype != torch.uint8 or images.dim() != 2 or images.shape[1] != RECORD - 1:
-        raise DataError(f"{path}: expected uint8 rows of {RECORD - 1} pixels, got {images.dtype} {tuple(images.shape)}")
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    if len(labels) != len(images):
-        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels")
-    _check_labels(labels, path)
-    return images.reshape(-1, 3, 32, 32).clone(), labels
 
 
 def load_cifar10(data_dir=None, train=True, download=True):
     """CIFAR-10 train or test split as (images (N, 3, 32, 32) uint8, labels (N,) int64).
 
-    Reads data_dir/cifar-10-batches-bin or data_dir/cifar-10-batches-py; if neither is
-    there and download is on, torchvision downloads the python layout into data_dir.
+    Reads data_dir/cifar-10-batches-bin; if it is missing and download is on, downloads the official archive there.
     """
     root = resolve_data_dir(data_dir)
-    names = TRAIN_FILES if train else TEST_FILES
-    bin_dir, py_dir = root / "cifar-10-batches-bin", root / "cifar-10-batches-py"
-    if not bin_dir.is_dir() and not py_dir.is_dir():
+    folder = root / "cifar-10-batches-bin"
+    if not folder.is_dir():
         if not download:
-            raise DataError(f"no CIFAR-10 in {root.resolve()}: expected cifar-10-batches-bin/ or "
-                            "cifar-10-batches-py/ there; pass data_dir, set CIFAR10_DIR, or allow the download")
-        _download(root)
-    if bin_dir.is_dir():
-        parts = [_read_bin(bin_dir / f"{n}.bin") for n in names]
-    else:
-        parts = [_read_py(py_dir / n) for n in names]
+            raise DataError(f"no CIFAR-10 in {root.resolve()}: expected cifar-10-batches-bin/ there; "
+                            "pass data_dir, set CIFAR10_DIR, or allow the download")
+        try:  # torchvision checks the MD5 and extracts
+            from torchvision.datasets.utils import download_and_extract_archive
+            download_and_extract_archive(URL, str(root), md5=MD5)
+        except Exception as e:
+            raise DataError(f"could not download CIFAR-10 into {root.resolve()} ({type(e).__name__}: {e}); "
+                            "without internet, put cifar-10-batches-bin/ there or set CIFAR10_DIR") from None
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    parts = [_read_bin(folder / f"{n}.bin") for n in names]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-
-def _download(root):
-    """Download and extract the official python-layout archive (its MD5 checked) with torchvision.
-
-    Only the download: torchvision's CIFAR10 class would also unpickle the files without our checks.
-    """
-    from torchvision.datasets import CIFAR10
-    from torchvision.datasets.utils import download_and_extract_archive
-
-    try:
-        download_and_extract_archive(CIFAR10.url, str(root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
-    except Exception as e:
-        raise DataError(f"could not download CIFAR-10 into {root.resolve()} ({type(e).__name__}: {e}); "
-                        "without internet, put cifar-10-batches-bin/ or cifar-10-batches-py/ there "
-                        "or set CIFAR10_DIR") from None
 
 
 def check_augment(augment):

@@ -15,17 +15,18 @@ import re
 import shlex
 import sys
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 
-from analysis import plot_attention_maps, plot_training, report
+from analysis import plot_attention_maps, report
 from models import Net, count_parameters
 from models.checks import check_types, from_dict
 from models.model_9 import ModelConfig
 from utils.data import CLASSES, DataError, Loader, check_augment, load_cifar10
-from utils.device import compile_mode, grad_scaler, optimizer_kwargs, pick_device, precision_for, set_seed
+from utils.device import compile_mode, grad_scaler, optimizer_kwargs, pick_device, precision_for
+from utils import plots
 from utils.lr_finder import check_rule, find_lr
 from utils.schedule import one_cycle_scheduler
 from utils.training import DTYPES, Checkpoint, DivergenceError, evaluate, health, soft_labels, train_epoch
@@ -77,20 +78,18 @@ class RunConfig:
         self.model_config()  # rejects unknown model keys and bad values
         check_rule(self.lr_rule)
         check_augment(self.augment)
-        for name in ("epochs", "batch_size", "lr_finder_iters"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("max_lr", "grad_clip", "train_subset", "test_subset"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if not 0 <= self.warmup_frac < 1:
-            raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac!r}")
-        if not (0 <= self.teacher_share <= 1 and self.temperature > 0):
-            raise ValueError(f"teacher_share must be in [0, 1] and temperature > 0, got {self.teacher_share!r}, "
-                             f"{self.temperature!r}")
+        count, size = "a positive integer", ">= 0"
+        ranges = {"epochs": (self.epochs >= 1, count), "batch_size": (self.batch_size >= 1, count),
+                  "lr_finder_iters": (self.lr_finder_iters >= 1, count), "max_lr": (self.max_lr >= 0, size),
+                  "grad_clip": (self.grad_clip >= 0, size), "train_subset": (self.train_subset >= 0, size),
+                  "test_subset": (self.test_subset >= 0, size), "warmup_frac": (0 <= self.warmup_frac < 1, "in [0, 1)"),
+                  "teacher_share": (0 <= self.teacher_share <= 1, "in [0, 1]"), "temperature": (self.temperature > 0, "> 0")}
+        for name, (ok, allowed) in ranges.items():
+            if not ok:
+                raise ValueError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
 
     def model_config(self):
-        return ModelConfig.from_dict({**asdict(PRESETS[self.preset]["model"]), **self.model})
+        return from_dict(ModelConfig, {**asdict(PRESETS[self.preset]["model"]), **self.model}, "model option")
 
     def resume_settings(self, precision=None):
         """What must match for a checkpoint to be resumed (precision: the one used; "auto" differs by machine)."""
@@ -117,7 +116,6 @@ class Run:
     net: Net  # the plain module (summary, attention maps, checkpoints)
     train_loader: Loader
     test_loader: Loader
-    test_images: torch.Tensor  # uint8, for galleries
     trained: bool = False  # set by train(): a second train() on the same network would train it on
     checkpoint: Path = None  # set by train() once the file there holds this run's epochs (or will)
 
@@ -131,7 +129,7 @@ def setup(cfg, verbose=True):
     precision = precision_for(device) if cfg.precision == "auto" else cfg.precision
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN time its algorithms once
-    set_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
     x_train, y_train = load_cifar10(cfg.data_dir or None, train=True, download=cfg.download)
     x_test, y_test = load_cifar10(cfg.data_dir or None, train=False, download=cfg.download)
     x_train, y_train = x_train[: cfg.train_subset or None], y_train[: cfg.train_subset or None]
@@ -141,14 +139,12 @@ def setup(cfg, verbose=True):
     kw = dict(batch_size=cfg.batch_size, device=device, seed=cfg.seed, channels_last=cfg.channels_last)
     train_loader = Loader(x_train, y_train, train=True, augment=cfg.augment, **kw)
     test_loader = Loader(x_test, y_test, **kw)
-    net = Net(cfg.model_config()).to(device)
-    if cfg.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    net = Net(cfg.model_config()).to(device, memory_format=torch.channels_last if cfg.channels_last else None)
     model = torch.compile(net, mode=compile_mode(device)) if cfg.compile else net
     if verbose:
         print(f"precision: {precision}; {len(y_train):,} training and {len(y_test):,} test images; "
               f"model: {count_parameters(net):,} parameters")
-    return Run(cfg, device, precision, model, net, train_loader, test_loader, x_test)
+    return Run(cfg, device, precision, model, net, train_loader, test_loader)
 
 
 def load_teacher(path, n):
@@ -199,11 +195,8 @@ class Interrupted(KeyboardInterrupt):
 
 
 def train(run, max_lr, out_dir=None, resume=False, progress=True, log=print):
-    """cfg.epochs epochs of one-cycle training, evaluated after each; returns the history.
-
-    With out_dir, a checkpoint is saved there after each epoch and resume=True continues from it
-    (without resume, one left there by another run is removed first).
-    """
+    """cfg.epochs epochs of one-cycle training, evaluated after each; returns the history. With out_dir, a checkpoint
+    is saved there after each epoch and resume=True continues from it (without resume, any left there is removed)."""
     path = Path(out_dir) / "checkpoint.pt" if out_dir else None
     if run.trained and not (resume and path and path.exists()):  # it would train the trained network on
         raise ValueError("this network has been trained already: build a fresh one with setup(cfg)"
@@ -214,7 +207,7 @@ def train(run, max_lr, out_dir=None, resume=False, progress=True, log=print):
     scheduler = one_cycle_scheduler(optimizer, max_lr, run.cfg.epochs, len(run.train_loader), run.cfg.warmup_frac)
     scaler = grad_scaler(run.device, run.precision)
     history = {"epochs": [], "step_lrs": [], "epoch_seconds": []}
-    if ckpt and ckpt.exists():
+    if ckpt and ckpt.path.exists():
         history = ckpt.load(run.net, optimizer, scheduler, scaler)  # a ValueError leaves the run retryable
         log(f"resumed from {ckpt.path} after epoch {len(history['epochs'])}")
     elif resume:
@@ -235,7 +228,7 @@ def train(run, max_lr, out_dir=None, resume=False, progress=True, log=print):
                 ckpt.save(run.net, optimizer, scheduler, scaler, history)
                 saved_epochs = epoch
         except (KeyboardInterrupt, DivergenceError) as e:  # say which epoch, and what this run's checkpoint holds
-            saved = ckpt.path if ckpt and ckpt.exists() else None
+            saved = ckpt.path if ckpt and ckpt.path.exists() else None
             kept = f"; the checkpoint after epoch {saved_epochs} is {saved}" if saved else ""
             if isinstance(e, DivergenceError):
                 raise DivergenceError(f"epoch {epoch}: {e}{kept}") from None
@@ -264,10 +257,8 @@ def metrics_of(run, history, max_lr, lr_result, wall_s, analysis=None):
 
 
 def train_and_report(cfg, out_dir=OUT, resume=False, progress=True, images=True):
-    """setup -> LR range test (unless cfg.max_lr) -> train -> plots -> metrics.json; returns the metrics.
-
-    A Ctrl-C anywhere becomes Interrupted, naming this run's checkpoint when there is one to resume.
-    """
+    """setup -> LR range test (unless cfg.max_lr) -> train -> plots -> metrics.json; returns the metrics. A Ctrl-C
+    anywhere becomes Interrupted, naming this run's checkpoint when there is one to resume."""
     t0, run, stage = time.perf_counter(), None, "setting up"
     try:
         run = setup(cfg)  # fails early, before anything is written, on a bad device or data folder
@@ -289,7 +280,9 @@ def train_and_report(cfg, out_dir=OUT, resume=False, progress=True, images=True)
         stage = "drawing the figures"
         analysis = None
         if images:
-            plot_training(run, history, lr_result, out)
+            plots.plot_curves(history, out / "curves.png")
+            if lr_result:
+                plots.plot_lr_finder(lr_result, out / "lr_finder.png")
             analysis = report(run, out)
             plot_attention_maps(run, out)
         stage = "writing metrics.json"
@@ -332,18 +325,19 @@ def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     lines = inspect.getsource(RunConfig).splitlines()  # the help is the dataclass's own comments
     comments = {m[1]: m[2] for m in (re.match(r"\s+(\w+): \w+ = .*?  # (.*)$", line) for line in lines) if m}
+    defaults = RunConfig()
     for f in fields(RunConfig):
-        default = f.default if f.default_factory is MISSING else f.default_factory()
-        shown = "; ".join([_shown(default, f.type)] + [f"--preset {k}: {_shown(r[f.name], f.type)}"
-                                                      for k, r in PRESETS.items() if f.name in r])
+        shown = "; ".join([_shown(getattr(defaults, f.name), f.type)] + [f"--preset {k}: {_shown(r[f.name], f.type)}"
+                                                                        for k, r in PRESETS.items() if f.name in r])
         text = f"{comments.get(f.name, '')} (default: {shown})".replace("%", "%%")
         flag = "--" + f.name.replace("_", "-")
         if f.type is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
         elif f.type is dict:
             p.add_argument(flag, nargs="*", metavar="KEY=VALUE", default=argparse.SUPPRESS, help=text)
-        elif f.type is tuple:
-            p.add_argument(flag, metavar="A,B", default=argparse.SUPPRESS, help=text + "; 'none' for none")
+        elif f.type is tuple:  # "crop2,flip" -> ("crop2", "flip"); "none" or "" -> ()
+            p.add_argument(flag, metavar="A,B", default=argparse.SUPPRESS, help=text + "; 'none' for none",
+                           type=lambda t: () if t in ("", "none") else tuple(x.strip() for x in t.split(",")))
         else:  # the value's type is checked by RunConfig, in one line
             p.add_argument(flag, type=str if f.type is str else _parse_value, default=argparse.SUPPRESS, help=text)
     p.add_argument("--out", default=OUT, help="run folder for metrics.json, checkpoint and plots (default: %(default)s)")
@@ -356,14 +350,10 @@ def config_from_args(a):
     """The RunConfig of parsed arguments: the preset's recipe, then only the options given."""
     given = {k: v for k, v in vars(a).items() if k not in ("out", "resume", "no_progress")}
     if "model" in given:
-        pairs = [kv.split("=", 1) for kv in given["model"]]
-        bad = [kv for kv, pair in zip(given["model"], pairs) if len(pair) != 2]
+        bad = [kv for kv in given["model"] if "=" not in kv]
         if bad:
             raise ValueError(f"--model takes KEY=VALUE, got {bad[0]!r}")
-        given["model"] = {k: _parse_value(v) for k, v in pairs}
-    if "augment" in given:
-        text = given["augment"]
-        given["augment"] = () if text in ("", "none") else tuple(t.strip() for t in text.split(","))
+        given["model"] = {k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in given["model"])}
     return recipe(**given)
 
 
@@ -372,13 +362,11 @@ def main(argv=None):
     a = parser().parse_args(args)
     try:
         train_and_report(config_from_args(a), a.out, resume=a.resume, progress=not a.no_progress)
-    except KeyboardInterrupt as e:
-        if getattr(e, "checkpoint", None):  # this run's epochs are saved: continue them
-            again = shlex.join(["python", "train.py", *args, *([] if "--resume" in args else ["--resume"])])
-            print(f"{e}; continue with: {again}", file=sys.stderr)
-        else:  # nothing of this run to continue from
-            again = shlex.join(["python", "train.py", *[x for x in args if x != "--resume"]])
-            print(f"{e or 'interrupted'}; no epoch of this run was saved, start again with: {again}", file=sys.stderr)
+    except KeyboardInterrupt as e:  # this run's saved epochs are continued with --resume; with none, start again
+        saved = getattr(e, "checkpoint", None)
+        again = shlex.join(["python", "train.py", *[x for x in args if x != "--resume"], *(["--resume"] if saved else [])])
+        print(f"{e}; continue with: {again}" if saved else
+              f"{e or 'interrupted'}; no epoch of this run was saved, start again with: {again}", file=sys.stderr)
         return 130
     except (ValueError, DataError, DivergenceError) as e:
         print(f"error: {e}", file=sys.stderr)

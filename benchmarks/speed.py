@@ -25,7 +25,7 @@ from benchmarks.common import RESULTS, images_per_s, provenance, update_json
 from models import Net
 from train import PRESETS, RunConfig
 from utils.data import MEAN, STD, Loader, load_cifar10
-from utils.device import optimizer_kwargs, pick_device, precision_for, set_seed
+from utils.device import optimizer_kwargs, pick_device, precision_for
 
 CLIP = RunConfig.grad_clip  # our pipeline clips as training does
 
@@ -82,7 +82,7 @@ def ours(device, x_train, y_train, preset, batch_size, steps, variants=("ours", 
     precision, out = precision_for(device), {}
     for name in variants:
         cl = name != "ours_nchw"
-        set_seed(0)
+        torch.manual_seed(0)
         loader = Loader(x_train, y_train, batch_size, train=True, augment=("flip",), device=device, channels_last=cl)
         net = Net(PRESETS[preset]["model"]).to(device)
         net = net.to(memory_format=torch.channels_last) if cl else net
@@ -111,7 +111,7 @@ def main(argv=None):
     peak = matmul_gflops(device, dtype)
     print(f"{precision} matmul: {peak:.0f} GFLOP/s; reference preset: {fwd / 1e6:.1f} MFLOP forward, "
           f"{train_flops / 1e6:.1f} MFLOP per training image", flush=True)
-    set_seed(0)
+    torch.manual_seed(0)
     ref_model = Net(PRESETS["reference"]["model"]).to(device)  # the reference pipeline: fp32, NCHW, plain Adam, no clipping
     ref_opt = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
     speed = {"reference": images_per_s(ref_model, reference_loader(x_train, y_train), ref_opt, a.steps),

@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from benchmarks.common import RESULTS, provenance, update_json
 from utils.data import Loader, load_cifar10
-from utils.device import grad_scaler, optimizer_kwargs, pick_device, precision_for, set_seed
+from utils.device import grad_scaler, optimizer_kwargs, pick_device, precision_for
 from utils.schedule import one_cycle_scheduler
 from utils.training import evaluate, predict, train_epoch
 
@@ -73,7 +73,7 @@ def name(a):
 
 def main(argv=None):
     a = parser().parse_args(argv)
-    set_seed(0)
+    torch.manual_seed(0)
     device = pick_device(a.device)
     precision = precision_for(device)  # what the hardware runs natively: bf16 on this CPU if it has bf16 instructions
     x, y = load_cifar10(a.data_dir, train=True)

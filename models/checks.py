@@ -1,7 +1,5 @@
-"""Clear errors for configuration dataclasses: a wrong type or an unknown key names what is valid.
-
-Needs nothing but the standard library; train.py's RunConfig and model_9's ModelConfig use it.
-"""
+"""Clear errors for configuration dataclasses (train.RunConfig, model_9.ModelConfig): a wrong type or an unknown
+key names what is valid. Needs nothing but the standard library."""
 from dataclasses import fields
 
 _TYPES = {bool: ("true or false", bool), int: ("an integer", int), str: ("a word", str),

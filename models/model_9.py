@@ -1,8 +1,7 @@
 """The ULTIMUS network, C>C>C>U>U>U>U>FFC: 3x3 convs 3->16->32->48, global average pool to X (48), four
 UltimusBlocks, FC 48->10. A block makes K, Q, V (8 numbers each) from X and attends between those 8 numbers:
 AM = softmax(Q^T K / sqrt 8) is 8x8 per image. With token_blocks = n the first n blocks attend over the A*A
-positions of conv3's map before the pool, as ViT does. Why each switch matters: docs/ablation.md.
-"""
+positions of conv3's map before the pool, as ViT does. Why each switch matters: docs/ablation.md."""
 import math
 from dataclasses import dataclass
 
@@ -10,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import check_types, from_dict
+from .checks import check_types
 
 CHOICES = {"downsample": ("maxpool", "stride"), "scale": ("inside", "after"), "attention": ("sample", "batch")}
 
@@ -35,10 +34,6 @@ class ModelConfig:
             raise ValueError(f"token_blocks must be 0-4 (and 0 with attention 'batch'), got {self.token_blocks}")
         if self.positions and not self.token_blocks:
             raise ValueError("positions codes where each token is: it needs token_blocks > 0")
-
-    @classmethod
-    def from_dict(cls, d):
-        return from_dict(cls, d, "model option")
 
 
 def sincos_positions(side, dim=48):
@@ -99,8 +94,7 @@ class Net(nn.Module):
         self.config = c = config
         chans, side = (3, 16, 32, 48), 32 // math.prod(c.strides)
         conv_strides = c.strides if c.downsample == "stride" else (1, 1, 1)
-        self.convs = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 3, conv_strides[i], padding=1)
-                                   for i in range(3))
+        self.convs = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 3, conv_strides[i], padding=1) for i in range(3))
         self.bns = nn.ModuleList(nn.BatchNorm2d(n) for n in chans[1:]) if c.batch_norm else None
         self.pools = nn.ModuleList(nn.MaxPool2d(s) for s in c.strides) if c.downsample == "maxpool" else None
         self.gap = nn.AvgPool2d(side)  # (B, 48, A, A) -> (B, 48, 1, 1)
@@ -144,10 +138,7 @@ class Net(nn.Module):
 
     @torch.no_grad()
     def attention_maps(self, x):
-        """The four blocks' attention matrices AM for images x: (B, 8, 8) each, or (B, A*A, A*A) over positions.
-
-        Runs in eval mode (batch norm uses its running statistics, which it leaves unchanged), then restores the mode.
-        """
+        """The four blocks' AM for images x, (B, 8, 8) or (B, A*A, A*A) each, in eval mode (batch norm unchanged)."""
         was_training, maps = self.training, []
         self.eval()
         try:

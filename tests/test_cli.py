@@ -39,7 +39,7 @@ def test_train_py_writes_valid_metrics_json(cifar_dir, tmp_path):
         assert set(h) >= {"train_loss", "train_acc", "test_loss", "test_acc", "lr"} and h["lr"] > 0
     assert m["final_test_acc"] == m["history"][-1]["test_acc"]
     assert m["max_lr"] == m["lr_finder"]["suggested"] > 0
-    for png in ("curves.png", "lr_finder.png", "lr_schedule.png", "confusion.png", "attention.png"):
+    for png in ("curves.png", "lr_finder.png", "confusion.png", "attention.png"):
         assert (out / png).stat().st_size > 1000
     assert "Epoch  2/2" in stdout
     assert stderr == ""  # --no-progress: no bar at all, the LR range test's included

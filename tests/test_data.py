@@ -1,4 +1,10 @@
+import contextlib
+import hashlib
+import http.server
 import os
+import tarfile
+import threading
+from functools import partial
 
 import pytest
 import torch
@@ -124,31 +130,34 @@ def test_a_copy_that_is_not_the_official_files_is_labelled_unverified(tmp_path):
     assert data_label(tmp_path) == "CIFAR-10 (unverified copy: not the official files)"
 
 
-def test_download_success_path_end_to_end_from_a_local_server(tmp_path, monkeypatch):
-    """A small archive in the official format, served on 127.0.0.1, read through the normal path."""
-    import hashlib
-    import http.server
-    import tarfile
-    import threading
-    from functools import partial
-
+@contextlib.contextmanager
+def serving(folder, monkeypatch):
+    """folder served on 127.0.0.1, utils.data.URL pointing at its cifar-10-binary.tar.gz (no internet needed)."""
     import utils.data
-    src = write_bin_layout(tmp_path / "src", n=10)
-    served = tmp_path / "served"
-    served.mkdir()
-    with tarfile.open(served / "cifar-10-binary.tar.gz", "w:gz") as tar:
-        tar.add(src, arcname="cifar-10-batches-bin")
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(http.server.SimpleHTTPRequestHandler,
+                                                                         directory=str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(utils.data, "URL", f"http://127.0.0.1:{server.server_address[1]}/cifar-10-binary.tar.gz")
     try:
-        monkeypatch.setattr(utils.data, "URL", f"http://127.0.0.1:{server.server_address[1]}/cifar-10-binary.tar.gz")
-        monkeypatch.setattr(utils.data, "MD5", hashlib.md5((served / "cifar-10-binary.tar.gz").read_bytes()).hexdigest())
-        root = tmp_path / "data"
-        x, y = load_cifar10(root, train=True, download=True)
-        xt, yt = load_cifar10(root, train=False, download=False)
+        yield
     finally:
         server.shutdown()
+        server.server_close()
+
+
+def test_download_success_path_end_to_end_from_a_local_server(tmp_path, monkeypatch):
+    """A small archive in the official format, served locally, read through the normal path."""
+    import utils.data
+    src = write_bin_layout(tmp_path / "src", n=10)
+    archive = tmp_path / "served" / "cifar-10-binary.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname="cifar-10-batches-bin")
+    monkeypatch.setattr(utils.data, "MD5", hashlib.md5(archive.read_bytes()).hexdigest())  # as if published
+    root = tmp_path / "data"
+    with serving(archive.parent, monkeypatch):
+        x, y = load_cifar10(root, train=True, download=True)
+    xt, yt = load_cifar10(root, train=False, download=False)
     images, labels = fake_cifar(10, seed=0)
     assert x.shape == (50, 3, 32, 32) and torch.equal(x[:10], torch.from_numpy(images))
     assert torch.equal(y[:10], torch.from_numpy(labels).long()) and len(yt) == 10
@@ -157,23 +166,11 @@ def test_download_success_path_end_to_end_from_a_local_server(tmp_path, monkeypa
     assert data_label(root) == "CIFAR-10 (unverified copy: not the official files)"
 
 
-def test_a_wrong_archive_is_one_line_and_leaves_no_data(tmp_path, monkeypatch):
-    import http.server
-    import threading
-    from functools import partial
-
-    import utils.data
+def test_an_archive_that_is_not_the_published_one_is_one_line_and_leaves_no_data(tmp_path, monkeypatch):
     (tmp_path / "served").mkdir()
     (tmp_path / "served" / "cifar-10-binary.tar.gz").write_bytes(b"not the archive")
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "served"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setattr(utils.data, "URL", f"http://127.0.0.1:{server.server_address[1]}/cifar-10-binary.tar.gz")
-        with pytest.raises(DataError, match="could not download CIFAR-10") as e:
-            load_cifar10(tmp_path / "data", download=True)
-    finally:
-        server.shutdown()
+    with serving(tmp_path / "served", monkeypatch), pytest.raises(DataError, match="could not download CIFAR-10") as e:
+        load_cifar10(tmp_path / "data", download=True)
     assert "\n" not in str(e.value) and not (tmp_path / "data" / "cifar-10-batches-bin").exists()
 
 

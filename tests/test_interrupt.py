@@ -49,7 +49,7 @@ WINDOWS = {  # where the Ctrl-C lands: (what raises it, at which call), and the 
     "LR range test": ((train, "find_lr", 1), 0),
     "epoch 2's test pass": ((train, "evaluate", 2), 1),
     "epoch 2's checkpoint being written": ((torch, "save", 2), 1),
-    "the figures": ((train, "plot_training", 1), 3),
+    "the figures": ((train.plots, "plot_curves", 1), 3),
     "metrics.json": ((train, "metrics_of", 1), 3),
 }
 

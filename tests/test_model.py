@@ -7,6 +7,7 @@ import torch
 from torchsummary import summary
 
 from models import ModelConfig, Net, count_parameters
+from models.checks import from_dict
 from train import PRESETS as _PRESETS
 
 PRESETS = {name: p["model"] for name, p in _PRESETS.items()}  # each preset's network
@@ -200,8 +201,9 @@ def test_wrong_input_shape_names_expected_shape(shape):
 
 
 def test_unknown_model_option_is_rejected():
+    from train import recipe
     with pytest.raises(ValueError, match="unknown model option.*'dropout'"):
-        ModelConfig.from_dict({"dropout": 0.1})
+        recipe(model={"dropout": 0.1})
 
 
 def test_logits_shape():
@@ -238,7 +240,6 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
 
     from benchmarks.common import as_today
     from conftest import ROOT
-    from models.checks import from_dict
     from train import RunConfig, recipe
     for e in json.loads((ROOT / "benchmarks" / "experiments.json").read_text()).values():
         recipe(**e["config"])  # every experiment still runs: each of its settings is in the code
@@ -250,7 +251,7 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
         if _is_history(row):
             continue
         config, model_config = as_today(row["config"], row["model_config"])
-        net_config = ModelConfig.from_dict(model_config)
+        net_config = from_dict(ModelConfig, model_config)
         assert from_dict(RunConfig, config).model_config() == net_config, row.get("name")
         assert count_parameters(Net(net_config)) == row["params"], row.get("name")
     others = [*json.loads((results / "signal_flow.json").read_text()).values(),
@@ -262,4 +263,4 @@ def test_every_result_file_records_a_config_that_rebuilds_its_network():
     others.append(json.loads((results / "step_parts.json").read_text()))
     for r in others:
         if not _is_history(r):
-            ModelConfig.from_dict(as_today({}, r["model_config"])[1])
+            from_dict(ModelConfig, as_today({}, r["model_config"])[1])

@@ -49,7 +49,7 @@ def test_attention_panels_share_one_colour_bar_white_at_one_eighth():
 def test_position_attention_panels_share_one_colour_bar_white_at_one_over_t():
     torch.manual_seed(0)
     maps = [attention(3, 64, s).to(torch.bfloat16) for s in (0.5, 3)]  # bf16, as autocast may leave them
-    fig = plots.plot_position_attention(images(), maps, TITLES, [(4, 4), (1, 1)])
+    fig = plots.plot_attention(images(), maps, TITLES, [(4, 4), (1, 1)])
     assert len(colorbars(fig)) == 1
     norms = heat_norms(fig)
     assert len(norms) == 3 * 2 * 2 and len({(n.vmin, n.vcenter, n.vmax) for n in norms}) == 1
@@ -61,8 +61,8 @@ def test_tensors_reach_matplotlib_as_numpy_no_deprecation_warning(tmp_path):
     cm = torch.randint(0, 50, (4, 4))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        plots.plot_attention(images(), [attention(3, 8, 1)], TITLES, tmp_path / "a.png")
-        plots.plot_position_attention(images(), [attention(3, 16, 1)], TITLES, [(1, 1)], tmp_path / "p.png")
+        plots.plot_attention(images(), [attention(3, 8, 1)], TITLES, path=tmp_path / "a.png")
+        plots.plot_attention(images(), [attention(3, 16, 1)], TITLES, [(1, 1)], tmp_path / "p.png")
         plots.plot_confusion(cm, list("abcd"), tmp_path / "c.png")
         plots.plot_gallery(images(), [0, 1, 2], [1, 2, 3], list("abcd"), tmp_path / "g.png")
         plots.plot_curves({"epochs": [{"epoch": 1, "train_loss": torch.tensor(2.0), "test_loss": 1.9, "train_acc": 10,

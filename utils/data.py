@@ -1,9 +1,7 @@
-"""CIFAR-10 as uint8 tensors, and a loader that augments whole batches on the device.
-
-Needs: torch (torchvision only to download); copy it alone. load_cifar10 reads the official binary layout
-(cifar-10-batches-bin) and checks every file: a wrong path or a damaged file is one DataError. Loader keeps the
-set as one tensor on the device and crops, flips and normalises there, a batch at a time: no workers, no PIL.
-"""
+"""CIFAR-10 as uint8 tensors, and a loader that augments whole batches on the device. Needs: torch (torchvision
+only to download); copy it alone. load_cifar10 reads the official binary layout (cifar-10-batches-bin) and checks
+every file: a wrong path or a damaged file is one DataError. Loader keeps the set as one tensor on the device and
+crops, flips and normalises there, a batch at a time: no workers, no PIL."""
 import os
 from pathlib import Path
 
@@ -44,10 +42,8 @@ def _read_bin(path):
 
 
 def load_cifar10(data_dir=None, train=True, download=True):
-    """CIFAR-10 train or test split as (images (N, 3, 32, 32) uint8, labels (N,) int64).
-
-    Reads data_dir/cifar-10-batches-bin; if it is missing and download is on, downloads the official archive there.
-    """
+    """CIFAR-10's train or test split, (images (N, 3, 32, 32) uint8, labels (N,) int64), from
+    data_dir/cifar-10-batches-bin (downloaded there if missing and download is on)."""
     root = resolve_data_dir(data_dir)
     folder = root / "cifar-10-batches-bin"
     if not folder.is_dir():
@@ -94,11 +90,8 @@ def augment_batch(x, augment, generator):
 
 
 class Loader:
-    """Batches (images float (B, 3, 32, 32) normalised, labels (B,)) from uint8 tensors on a device.
-
-    Training loaders shuffle and augment with a generator seeded from (seed, epoch), so an
-    epoch is the same whenever it is replayed (resume, a second run). set_epoch picks it.
-    """
+    """Batches (images float (B, 3, 32, 32) normalised, labels (B,)) from uint8 tensors on a device; a training
+    loader shuffles and augments with a generator seeded by (seed, epoch): set_epoch replays an epoch exactly."""
 
     def __init__(self, images, labels, batch_size, train=False, augment=(), device="cpu", seed=0, channels_last=False):
         check_augment(augment)
@@ -108,10 +101,8 @@ class Loader:
         self.images, self.labels = images.to(self.device), labels.to(self.device)
         self.batch_size, self.train, self.augment = batch_size, train, tuple(augment)
         self.seed, self.epoch, self.channels_last = seed, 0, channels_last
-        self.mean = torch.tensor(MEAN, device=self.device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(STD, device=self.device).view(1, 3, 1, 1) * 255
-        # training drops the last partial batch (batch norm dislikes tiny ones), unless it is the only one
-        n = len(self.labels)
+        self.mean, self.std = (torch.tensor(v, device=self.device).view(1, 3, 1, 1) * 255 for v in (MEAN, STD))
+        n = len(self.labels)  # training drops the last partial batch (batch norm dislikes tiny ones), unless alone
         self.num_batches = max(1, n // batch_size) if train else -(-n // batch_size)
 
     def __len__(self):
@@ -124,12 +115,10 @@ class Loader:
     def __iter__(self):
         g = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
         self.epoch += 1
-        n = len(self.labels)
-        order = torch.randperm(n, device=self.device, generator=g) if self.train else None
+        order = torch.randperm(len(self.labels), device=self.device, generator=g) if self.train else None
         for i in range(self.num_batches):
             idx = slice(i * self.batch_size, (i + 1) * self.batch_size)
-            if order is not None:
-                idx = order[idx]
+            idx = order[idx] if order is not None else idx
             x, y = self.images[idx], self.labels[idx]
             if self.train:
                 x = augment_batch(x, self.augment, g)

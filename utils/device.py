@@ -1,11 +1,8 @@
-"""Device, precision and seeding: pick the hardware and the number format it runs natively.
+"""Device and precision: pick the hardware and the number format it runs natively. Needs: torch; copy it alone.
 
-Needs: torch; copy it alone. precision_for: bf16 on CUDA GPUs of compute capability 8.0 or more and on CPUs with
-AVX512-BF16 or AMX (torch's mkldnn check says yes on any AVX512 CPU, where bf16 is only emulated); fp16 with a
+precision_for: bf16 on CUDA GPUs of compute capability 8.0 or more and on CPUs with AVX512-BF16 or AMX; fp16 with a
 gradient scaler on capability 7.x (Colab's T4: bf16 only emulated); fp32 everywhere else.
 """
-import random
-
 import torch
 
 
@@ -20,12 +17,11 @@ def pick_device(device="auto", verbose=True):
         dev = torch.device(device)
     except RuntimeError:
         raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but this machine has no usable CUDA GPU; use 'cpu' or 'auto'")
-    if dev.type == "mps" and not mps:
-        raise ValueError(f"device {device!r} asked for, but MPS is not available here; use 'cpu' or 'auto'")
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
+    if not {"cpu": True, "cuda": torch.cuda.is_available(), "mps": mps}[dev.type]:
+        raise ValueError(f"device {device!r} asked for, but this machine has no usable {dev.type.upper()} GPU; "
+                         "use 'cpu' or 'auto'")
     return dev
 
 
@@ -35,20 +31,14 @@ def precision_for(device):
     if device.type == "cuda":
         major, _ = torch.cuda.get_device_capability(device)
         return "bf16" if major >= 8 else "fp16" if major == 7 else "fp32"
-    if device.type == "cpu":
-        return "bf16" if cpu_has_bf16() else "fp32"
+    if device.type == "cpu":  # bf16 instructions (AVX512-BF16 or AMX), not only AVX512 to emulate them
+        has = [getattr(torch.cpu, f"_is_{name}_supported", lambda: False) for name in ("avx512_bf16", "amx_tile")]
+        return "bf16" if any(f() for f in has) else "fp32"
     return "fp32"
 
 
-def cpu_has_bf16():
-    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX), not only AVX512 to emulate them."""
-    has = [getattr(torch.cpu, f"_is_{name}_supported", lambda: False) for name in ("avx512_bf16", "amx_tile")]
-    return any(f() for f in has)
-
-
 def optimizer_kwargs(device):
-    """Keyword arguments for torch.optim.Adam/AdamW: the fused kernel where torch has one (CUDA, CPU), which also
-    lets a GradScaler skip an inf step on the device, with no host sync."""
+    """Adam's keyword arguments: the fused kernel where torch has one (CUDA, CPU; a GradScaler skips on the device)."""
     return {"fused": True} if torch.device(device).type in ("cuda", "cpu") else {"foreach": True}
 
 
@@ -61,8 +51,3 @@ def compile_mode(device):
     """torch.compile's mode: CUDA graphs on CUDA (one launch a step), the default elsewhere."""
     return "reduce-overhead" if torch.device(device).type == "cuda" else "default"
 
-
-def set_seed(seed):
-    """Seed Python's and torch's generators (all devices)."""
-    random.seed(seed)
-    torch.manual_seed(seed)

@@ -1,17 +1,16 @@
-"""LR range test: torch-lr-finder's exponential sweep, a robust max-LR rule, no side effects.
-
-Needs: torch, torch-lr-finder; copy it alone. find_lr raises the LR exponentially, one batch a step, records the
-smoothed loss, stops when it diverges (5x its best, or NaN) and restores the model and optimizer, however it ends.
-Rules: "min/N" (N > 0) is the LR of the lowest smoothed loss / N. "safe" is min/2, but never above the divergence
-point / SAFE_DIV: a flat curve moves its minimum a lot from seed to seed, the divergence point barely
-(docs/stability.md). "steepest" is torch-lr-finder's own suggestion, noisy: kept for comparison.
-"""
+"""LR range test: torch-lr-finder's exponential sweep, a robust max-LR rule, no side effects. Needs: torch,
+torch-lr-finder; copy it alone. find_lr raises the LR exponentially, one batch a step, stops when the smoothed loss
+diverges (5x its best, or NaN) and restores the model and optimizer, however it ends. Rules: "min/N" is the LR of
+the lowest smoothed loss / N; "safe" is min/2, but never above the divergence point / SAFE_DIV (a flat curve's
+minimum moves from seed to seed, the divergence point barely: docs/stability.md); "steepest" is torch-lr-finder's
+own suggestion, noisy: kept for comparison."""
 import contextlib
 import functools
 import io
 import math
 import warnings
 
+import numpy as np
 import torch
 
 with warnings.catch_warnings():  # it imports tqdm.autonotebook, which warns in notebooks
@@ -26,15 +25,6 @@ SKIP_START = 10  # like torch-lr-finder's plot: the first points of the smoothed
 
 class _Diverged(Exception):
     pass
-
-
-def _finite_loss(criterion):
-    def loss_fn(out, y):
-        loss = criterion(out, y)
-        if not torch.isfinite(loss):
-            raise _Diverged
-        return loss
-    return loss_fn
 
 
 def _divisor(rule):
@@ -83,9 +73,7 @@ def suggest_lr(lrs, losses, rule="safe", diverged=False):
     lr_s, loss_s = [p[0] for p in pts[SKIP_START:-5]], [p[1] for p in pts[SKIP_START:-5]]
     if len(loss_s) < 2:
         raise ValueError("the LR range test is too short for the steepest rule; raise num_iter")
-    grads = [loss_s[1] - loss_s[0]] + [(loss_s[i + 1] - loss_s[i - 1]) / 2 for i in range(1, len(loss_s) - 1)]
-    grads.append(loss_s[-1] - loss_s[-2])
-    return lr_s[min(range(len(grads)), key=grads.__getitem__)]
+    return lr_s[int(np.argmin(np.gradient(loss_s)))]
 
 
 def read_curve(lrs, losses, rule="safe", diverged=False):
@@ -108,18 +96,20 @@ def _bar(progress):
 
 def find_lr(model, optimizer, criterion, loader, *, num_iter, amp_dtype=None, lr_range=(1e-5, 1.0), rule="safe",
             progress=True):
-    """Run the range test; return {"lrs", "losses", "suggested", "steepest", "diverged"} and read_curve's keys.
-
-    model and optimizer are restored afterwards, whatever happens; the test runs on the model's device.
-    loader: any iterable of (x, y) batches. lr_range: the first and the last LR of the sweep. amp_dtype
-    (torch.bfloat16 or torch.float16) runs it under autocast (float16 with a gradient scaler), as training does.
-    """
+    """Run the range test over loader's (x, y) batches from lr_range[0] to lr_range[1], under autocast in amp_dtype
+    if given; return {"lrs", "losses", "suggested", "steepest", "diverged"} and read_curve's keys."""
     check_rule(rule)  # before the test, not after it
     dev = next(model.parameters()).device
     amp = {} if amp_dtype is None else {
         "amp_backend": "torch", "grad_scaler": torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16),
         "amp_config": {"device_type": dev.type, "dtype": amp_dtype}}
-    finder = LRFinder(model, optimizer, _finite_loss(criterion), device=dev, **amp)
+
+    def finite_loss(out, y):  # a NaN or infinite loss ends the sweep
+        loss = criterion(out, y)
+        if not torch.isfinite(loss):
+            raise _Diverged
+        return loss
+    finder = LRFinder(model, optimizer, finite_loss, device=dev, **amp)
     try:
         with contextlib.redirect_stdout(io.StringIO()), _bar(progress):  # silence its "see the graph" prints
             finder.range_test(TrainDataLoaderIter(loader), start_lr=lr_range[0], end_lr=lr_range[1],

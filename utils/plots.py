@@ -1,8 +1,7 @@
-"""Plots of a training run: curves, LR range test, LR schedule, errors, attention.
+"""Plots of a training run: curves and LR schedule, LR range test, errors, attention.
 
-Needs: matplotlib and numpy (inputs: tensors or arrays); nothing CIFAR-specific: copy it alone. Every plot_
-function but plot_heatmap (a panel) draws one figure, saves it to path, shows it when show=True (in a notebook)
-and closes it otherwise, so scripts never pile up open figures; it returns the figure.
+Needs: matplotlib and numpy (inputs: tensors or arrays); copy it alone. Every plot_ function but plot_heatmap (a
+panel) saves its figure to path, shows it when show=True (in a notebook), closes it and returns it.
 """
 import math
 from pathlib import Path
@@ -31,14 +30,8 @@ def _finish(fig, path, show, tight=True):
 def _np(x):
     """A numpy array from a tensor (any device; bf16/fp16 become float32) or anything array-like."""
     if hasattr(x, "detach"):
-        x = x.detach().cpu()
-        return (x.float() if x.is_floating_point() else x).numpy()
+        return (x.detach().cpu().float() if x.is_floating_point() else x.detach().cpu()).numpy()
     return np.asarray(x)
-
-
-def _rgb(image):
-    """A (3, H, W) image, tensor or array, as the (H, W, 3) array imshow wants."""
-    return _np(image).transpose(1, 2, 0)
 
 
 def _attention_norm(values, uniform):
@@ -47,21 +40,24 @@ def _attention_norm(values, uniform):
 
 
 def _uniform_label(uniform):
-    n = round(1 / uniform)
-    return f"attention weight (white = uniform {f'1/{n} = ' if math.isclose(n * uniform, 1) else ''}{uniform:.3g})"
+    return f"attention weight (white = uniform 1/{round(1 / uniform)} = {uniform:.3g})"
 
 
 def plot_curves(history, path=None, show=False):
-    """Train and test loss (left) and accuracy (right) per epoch."""
-    rows = history["epochs"]
+    """Train and test loss and accuracy per epoch, and the LR at every step when the history has step_lrs."""
+    rows, lrs = history["epochs"], history.get("step_lrs")
     epochs = [r["epoch"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3 if lrs else 2, figsize=(16 if lrs else 11, 4))
     for ax, (key, label) in zip(axes, (("loss", "loss"), ("acc", "accuracy (%)"))):
         ax.plot(epochs, [r[f"train_{key}"] for r in rows], "o-", label="train")
         ax.plot(epochs, [r[f"test_{key}"] for r in rows], "s-", label="test")
         ax.set(xlabel="epoch", ylabel=label, title=f"{label} per epoch")
-        ax.grid(alpha=0.3)
         ax.legend()
+    if lrs:  # step i of len(lrs) falls at epoch i * epochs / len(lrs)
+        axes[2].plot([i * len(rows) / len(lrs) for i in range(len(lrs))], lrs)
+        axes[2].set(xlabel="epoch", ylabel="learning rate", title="one-cycle schedule (per batch)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
     return _finish(fig, path, show)
 
 
@@ -92,12 +88,10 @@ def plot_lr_finder(result, path=None, show=False):
     fig, ax = plt.subplots(figsize=(6.5, 4.3))
     ax.plot(lrs, losses, color="tab:blue", label="smoothed loss")
     ax.axvline(result["suggested"], color="tab:green", ls="--", label=f"suggested max LR {result['suggested']:.2e}")
-    if result.get("loss_min_lr"):
-        ax.plot(result["loss_min_lr"], loss_at(result["loss_min_lr"]), "v", color="black", ms=9,
-                label=f"loss minimum {result['loss_min_lr']:.2e}")
-    if result.get("steepest"):
-        ax.plot(result["steepest"], loss_at(result["steepest"]), "o", color="tab:red", ms=8, mfc="none", mew=2,
-                label=f"steepest slope {result['steepest']:.2e}")
+    for key, name, style in [("loss_min_lr", "loss minimum", dict(marker="v", color="black", ms=9)),
+                             ("steepest", "steepest slope", dict(marker="o", color="tab:red", ms=8, mfc="none", mew=2))]:
+        if result.get(key):
+            ax.plot(result[key], loss_at(result[key]), ls="none", label=f"{name} {result[key]:.2e}", **style)
     if result.get("diverged_lr"):  # its loss is off the scale: a line, not a point
         ax.axvline(result["diverged_lr"], color="tab:orange", ls=":", lw=2,
                    label=f"divergence {result['diverged_lr']:.2e}")
@@ -107,15 +101,6 @@ def plot_lr_finder(result, path=None, show=False):
     ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed loss", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _finish(fig, path, show)
-
-
-def plot_schedule(step_lrs, steps_per_epoch, path=None, show=False):
-    """The learning rate used at every step, against epochs."""
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.plot([i / steps_per_epoch for i in range(len(step_lrs))], step_lrs)
-    ax.set(xlabel="epoch", ylabel="learning rate", title="one-cycle schedule (per batch)")
-    ax.grid(alpha=0.3)
     return _finish(fig, path, show)
 
 
@@ -142,7 +127,7 @@ def plot_gallery(images, true, pred, classes, path=None, show=False, cols=5):
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, t, p in zip(axes.flat, images, true, pred):
-        ax.imshow(_rgb(img))
+        ax.imshow(_np(img).transpose(1, 2, 0))  # (3, H, W) -> (H, W, 3)
         ax.set_title(f"{classes[t]}\n-> {classes[p]}", fontsize=9, color="tab:red")
     fig.suptitle("misclassified test images (true -> predicted)")
     return _finish(fig, path, show)
@@ -150,11 +135,8 @@ def plot_gallery(images, true, pred, classes, path=None, show=False, cols=5):
 
 def plot_heatmap(matrix, ax=None, *, uniform=None, xlabel="key", ylabel="query", title=None, colorbar=True,
                  vmax=None):
-    """One attention matrix (rows: queries) on a diverging scale, white = uniform; returns the image (for a colour bar).
-
-    uniform: the weight of an even spread (default 1/n for n keys); vmax: a scale shared with other panels
-    (default this matrix's maximum, at least 2 * uniform). Draws on ax, a new figure's when None.
-    """
+    """One attention matrix (rows: queries) on ax (None: a new figure), white = uniform (default 1/keys), shared
+    vmax if given; returns the image."""
     m = _np(matrix)
     n = m.shape[-1]
     uniform = uniform or 1 / n
@@ -170,56 +152,36 @@ def plot_heatmap(matrix, ax=None, *, uniform=None, xlabel="key", ylabel="query",
     return im
 
 
-def plot_attention(images, maps, titles, path=None, show=False):
-    """For each image, the image and its blocks' 8x8 attention matrices, on one colour scale (white = uniform)."""
-    n, k = len(images), len(maps)
+def plot_attention(images, maps, titles, queries=None, path=None, show=False):
+    """Each image beside its blocks' attention, on one colour scale (white = uniform): each AM (B, T, T) whole, or
+    for queries [(row, col), ...] over positions, where each query (+) attends: its row of AM over the A x A map."""
     maps = [_np(m) for m in maps]
-    uniform, vmax = 1 / maps[0].shape[-1], max(float(m[:n].max()) for m in maps)  # one colour scale for every panel
-    fig, axes = plt.subplots(n, k + 1, figsize=(2.3 * (k + 1) + 1, 2.3 * n + 0.6), squeeze=False, layout="constrained")
-    for i in range(n):
-        axes[i, 0].imshow(_rgb(images[i]))
-        axes[i, 0].set_title(titles[i], fontsize=9)
-        axes[i, 0].axis("off")
-        for b in range(k):
-            ax = axes[i, b + 1]
-            im = plot_heatmap(maps[b][i], ax, uniform=uniform, vmax=vmax, colorbar=False, xlabel=None, ylabel=None,
-                              title=f"block {b + 1} AM" if i == 0 else None)
-            ax.tick_params(labelbottom=i == n - 1, labelleft=b == 0)
-        axes[i, 1].set_ylabel("query i")  # the outer panels name the axes
-    for b in range(k):
-        axes[n - 1, b + 1].set_xlabel("key j")
-    t = maps[0].shape[-1]
-    fig.suptitle(f"attention matrices AM ({t}x{t}; row i: query i's weights over the keys)")
-    fig.colorbar(im, ax=axes[:, 1:], shrink=0.8, label=_uniform_label(uniform))
-    return _finish(fig, path, show, tight=False)
-
-
-def plot_position_attention(images, maps, titles, queries, path=None, show=False):
-    """Where a query position (row, col), marked +, attends in each block: its row of AM (maps: (B, T, T) each) as
-    an A x A heatmap beside the image; one colour scale, white = uniform."""
-    n, k = len(images), len(maps)
-    maps = [_np(m) for m in maps]
-    t = maps[0].shape[-1]
+    n, t = len(images), maps[0].shape[-1]
     side, uniform = math.isqrt(t), 1 / t
-    rows = [[m[i, r * side + c].reshape(side, side) for (r, c) in queries for m in maps] for i in range(n)]
-    norm = _attention_norm(np.array(rows), uniform)  # one colour scale for every panel
-    fig, axes = plt.subplots(n, 1 + k * len(queries), figsize=(1.9 * (1 + k * len(queries)) + 1, 2.0 * n + 0.6),
-                             squeeze=False, layout="constrained")
+    cells = [(q, b) for q in queries or [None] for b in range(len(maps))]  # each panel column: (query, block)
+    panels = [[maps[b][i] if q is None else maps[b][i, q[0] * side + q[1]].reshape(side, side) for q, b in cells]
+              for i in range(n)]
+    norm = _attention_norm(np.array(panels), uniform)  # one colour scale for every panel
+    fig, axes = plt.subplots(n, len(cells) + 1, figsize=(2.1 * (len(cells) + 1) + 1, 2.2 * n + 0.6), squeeze=False,
+                             layout="constrained")
     h, w = _np(images[0]).shape[-2:]
-    scale = h / side
     for i in range(n):
-        axes[i, 0].imshow(_rgb(images[i]))
+        axes[i, 0].imshow(_np(images[i]).transpose(1, 2, 0))  # (3, H, W) -> (H, W, 3)
         axes[i, 0].set_title(titles[i], fontsize=8)
-        for col, ((r, c), b) in enumerate(((q, b) for q in queries for b in range(k)), 1):
-            ax = axes[i, col]  # the weights alone, opaque: every colour drawn is on the colour bar
-            im = ax.imshow(rows[i][col - 1], cmap="RdBu_r", norm=norm, interpolation="nearest",
-                           extent=(-0.5, w - 0.5, h - 0.5, -0.5))
-            ax.plot((c + 0.5) * scale - 0.5, (r + 0.5) * scale - 0.5, "k+", ms=10, mew=2)
+        axes[i, 0].axis("off")
+        for ax, panel, (q, b) in zip(axes[i, 1:], panels[i], cells):
+            if q is None:  # row j: query j's weights over the keys; the outer panels name the axes
+                im = plot_heatmap(panel, ax, uniform=uniform, vmax=norm.vmax, colorbar=False, xlabel="key j" if i == n - 1
+                                  else None, ylabel="query i" if b == 0 else None)
+                ax.tick_params(labelbottom=i == n - 1, labelleft=b == 0)
+            else:  # the weights alone, opaque: every colour drawn is on the colour bar
+                im = ax.imshow(panel, cmap="RdBu_r", norm=norm, interpolation="nearest", extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+                ax.plot((q[1] + 0.5) * w / side - 0.5, (q[0] + 0.5) * h / side - 0.5, "k+", ms=10, mew=2)
+                ax.axis("off")
             if i == 0:
-                ax.set_title(f"({r},{c}), block {b + 1}", fontsize=8)
-        for ax in axes[i]:
-            ax.axis("off")
-    fig.suptitle(f"where a position (+; (row, col), counted from 0) attends: its row of AM ({t}x{t}) over the "
+                ax.set_title(f"block {b + 1} AM" if q is None else f"({q[0]},{q[1]}), block {b + 1}", fontsize=8)
+    fig.suptitle(f"attention matrices AM ({t}x{t}; row i: query i's weights over the keys)" if queries is None else
+                 f"where a position (+; (row, col), counted from 0) attends: its row of AM ({t}x{t}) over the "
                  f"{side}x{side} map, one colour scale")
     fig.colorbar(im, ax=axes[:, 1:], shrink=0.8, label=_uniform_label(uniform))
     return _finish(fig, path, show, tight=False)

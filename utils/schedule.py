@@ -1,13 +1,8 @@
-"""The one-cycle learning-rate policy as a pure function of the step, and its scheduler.
+"""The one-cycle learning-rate policy as a pure function of the step, and its scheduler. Needs: torch; copy it alone.
 
-Needs: torch. Nothing here is CIFAR-specific; copy it alone into another project.
-
-Linear warm-up from max_lr/start_div to max_lr, then linear annealing to max_lr/final_div
-at the last step. Steps past the end stay at the floor: the LR is never <= 0 (torch's
-OneCycleLR, stepped once too often, printed a negative LR at the end of the reference run).
+Linear warm-up from max_lr/start_div to max_lr, then linear annealing to max_lr/final_div at the last step; steps
+past the end stay at the floor, never <= 0 (torch's OneCycleLR, stepped once too often, went negative).
 """
-from functools import partial
-
 from torch.optim.lr_scheduler import LambdaLR
 
 
@@ -21,10 +16,6 @@ def one_cycle_lr(step, total_steps, max_lr, warmup_steps, start_div=10.0, final_
     return max_lr + (floor - max_lr) * (step - warmup_steps) / anneal
 
 
-def _factor(step, max_lr, **kw):
-    return one_cycle_lr(step, max_lr=max_lr, **kw) / max_lr
-
-
 def one_cycle_scheduler(optimizer, max_lr, epochs, steps_per_epoch, warmup_frac, start_div=10.0, final_div=1000.0):
     """A per-batch LambdaLR for one_cycle_lr (warmup_frac: the share of the steps that warm up); sets the LR to max_lr."""
     if not max_lr > 0:
@@ -36,6 +27,4 @@ def one_cycle_scheduler(optimizer, max_lr, epochs, steps_per_epoch, warmup_frac,
         group.pop("initial_lr", None)
     total = epochs * steps_per_epoch
     warmup = round(total * warmup_frac)
-    fn = partial(_factor, max_lr=max_lr, total_steps=total, warmup_steps=warmup,
-                 start_div=start_div, final_div=final_div)
-    return LambdaLR(optimizer, fn)
+    return LambdaLR(optimizer, lambda step: one_cycle_lr(step, total, max_lr, warmup, start_div, final_div) / max_lr)

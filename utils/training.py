@@ -1,10 +1,7 @@
-"""Train and test loops, a checkpoint that survives interruption, and the checks a student needs.
-
-Needs: torch, tqdm; any classifier and any iterable of (inputs, labels) batches: copy it alone. The epoch loop
-is the caller's (train.py shows one). The step never waits for the device: the losses and the correct count
-are read every SYNC_EVERY steps, and that read checks them (DivergenceError on a non-finite loss, or one
-above BLOWUP x ln(classes): docs/robustness.md). health() names a run stuck at chance or degrading.
-"""
+"""Train and test loops, a checkpoint that survives interruption, and the checks a student needs. Needs: torch,
+tqdm; any classifier and any iterable of (inputs, labels) batches: copy it alone. The epoch loop is the caller's
+(train.py shows one). The step never waits for the device: the losses are read and checked every SYNC_EVERY steps
+(docs/robustness.md). health() names a run stuck at chance or degrading."""
 import contextlib
 import math
 import os
@@ -32,19 +29,13 @@ DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # precis
 
 def autocast(device, precision):
     """A context that runs the forward pass in `precision` on `device` (a no-op for fp32)."""
-    if DTYPES[precision] is None:
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=DTYPES[precision])
+    dtype = DTYPES[precision]
+    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
 def has_foreach(device):
     """Whether clip_grad_norm_'s one-kernel (foreach) path runs on this device: CUDA and CPU, not a Mac's mps."""
     return torch.device(device).type in ("cuda", "cpu")
-
-
-def _device(model):
-    """Where the model's parameters are (the CPU for a model without any)."""
-    return next(model.parameters(), torch.empty(0)).device
 
 
 class _Tally:
@@ -62,9 +53,7 @@ class _Tally:
         self.classes = out.shape[1]
 
     def read(self):
-        """The one host sync: every loss since the last read, and the correct count; (mean loss, accuracy %).
-
-        A non-finite loss, or one above BLOWUP x ln(classes), raises DivergenceError naming its step and LR."""
+        """The one host sync: (mean loss, accuracy %) so far; DivergenceError for a loss past BLOWUP x ln(classes)."""
         *values, n_correct = torch.cat([torch.stack(self.losses[self.checked:]), self.correct.float()[None]]).tolist()
         limit = BLOWUP * math.log(self.classes)
         bad = next((i for i, v in enumerate(values) if not math.isfinite(v) or v > limit), None)
@@ -80,15 +69,10 @@ class _Tally:
 
 def train_epoch(model, loader, optimizer, scheduler=None, *, grad_clip, precision="fp32", scaler=None,
                 progress=True, on_step=None):
-    """One pass over loader with cross-entropy; returns {"loss", "acc", "lrs"} (lrs: the LR used at each step).
-
-    The loader's labels are class indices (B,) or class probabilities (B, classes), e.g. a teacher's.
-    grad_clip > 0: gradients scaled down to at most this total norm before each step (0: off). scaler: a
-    GradScaler for fp16 (None: none). on_step(step, loss), if given, runs after each step (for a per-step
-    trace: it may read the device; the loop itself reads it only every SYNC_EVERY steps).
-    """
+    """One pass over loader with cross-entropy (labels: classes (B,) or probabilities (B, classes)); returns {"loss",
+    "acc", "lrs": each step's LR}. grad_clip > 0: the gradients' norm capped there. on_step(step, loss): a hook."""
     model.train()
-    device = _device(model)
+    device = next(model.parameters(), torch.empty(0)).device
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)  # a disabled scaler is a plain step
     params = [p for g in optimizer.param_groups for p in g["params"]]
     tally = _Tally(device)
@@ -128,10 +112,9 @@ def soft_labels(labels, teacher_logits, share, temperature):
 
 @torch.no_grad()
 def predict(model, loader, *, precision="fp32"):
-    """Logits (N, classes) in float32 and labels (N,) for every batch (each batch's logits copied out: a model
-    that replays a CUDA graph writes every batch's output into the same memory)."""
+    """Logits (N, classes) in float32 and labels (N,), each batch's copied out (a CUDA graph reuses its output)."""
     model.eval()
-    device, logits, labels = _device(model), [], []
+    device, logits, labels = next(model.parameters(), torch.empty(0)).device, [], []
     for x, y in loader:
         with autocast(device, precision):
             logits.append(model(x.to(device)).to(torch.float32, copy=True))
@@ -146,16 +129,8 @@ def evaluate(model, loader, *, precision="fp32"):
     return {"loss": loss, "acc": acc}
 
 
-def at_chance(rows, classes, epochs=CHANCE_EPOCHS):
-    """True when the last `epochs` epochs all sat at chance: train loss ~ ln(classes), test accuracy ~ 1/classes."""
-    last = rows[-epochs:]
-    return len(last) == epochs and all(
-        abs(r["train_loss"] - math.log(classes)) < 0.02 and r["test_acc"] < 100 / classes + 2 for r in last)
-
-
 def degrading(rows, epochs=DEGRADE_EPOCHS):
-    """True when the last `epochs` epochs all trained far worse (DEGRADE_LOSS, DEGRADE_ACC) than the best one
-    before them: a collapse that passes the divergence check and the chance check."""
+    """True when the last `epochs` epochs all trained far worse (DEGRADE_LOSS, DEGRADE_ACC) than the best before."""
     if len(rows) <= epochs:
         return False
     before, last = rows[:-epochs], rows[-epochs:]
@@ -165,10 +140,10 @@ def degrading(rows, epochs=DEGRADE_EPOCHS):
 
 
 def health(rows, classes):
-    """What is wrong with a run so far, from its epoch rows ({"epoch", "train_loss", "train_acc", "test_acc"}):
-    {"chance": message} and/or {"degrading": message}; empty when it is healthy."""
-    problems, r = {}, rows[-1] if rows else None
-    if at_chance(rows, classes):
+    """What is wrong with a run so far, from its epoch rows: {"chance": message} and/or {"degrading": message}."""
+    problems, r, last = {}, rows[-1] if rows else None, rows[-CHANCE_EPOCHS:]
+    if len(last) == CHANCE_EPOCHS and all(abs(x["train_loss"] - math.log(classes)) < 0.02
+                                          and x["test_acc"] < 100 / classes + 2 for x in last):  # loss ln 10, acc 10%
         problems["chance"] = (f"{CHANCE_EPOCHS} epochs at chance (train loss {r['train_loss']:.4f} = ln {classes}, "
                               f"test accuracy {r['test_acc']:.1f}%): the network is not learning")
     if degrading(rows):
@@ -180,19 +155,14 @@ def health(rows, classes):
 
 
 class Checkpoint:
-    """One run's checkpoint file, written atomically with the random state; only a run of the same config resumes it.
-
-    Without resume, a file left at path by an earlier run is removed: a new run never points at another's epochs.
-    """
+    """One run's checkpoint file, written atomically with the random state; only a run of the same config resumes it
+    (without resume, a file an earlier run left at path is removed: a new run never points at another's epochs)."""
 
     def __init__(self, path, config=None, resume=False):
         self.path, self.config = Path(path), config
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not resume:
             self.path.unlink(missing_ok=True)
-
-    def exists(self):
-        return self.path.exists()
 
     def save(self, model, optimizer, scheduler=None, scaler=None, history=None):
         """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
@@ -235,8 +205,3 @@ class Checkpoint:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         return state["history"]
 
-
-def confusion_matrix(preds, labels, num_classes):
-    """(num_classes, num_classes) counts; rows: true class, columns: predicted."""
-    idx = labels.cpu().long() * num_classes + preds.cpu().long()
-    return torch.bincount(idx, minlength=num_classes**2).view(num_classes, num_classes)

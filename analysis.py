@@ -12,7 +12,7 @@ from utils.training import autocast, predict
 
 @torch.no_grad()
 def spread(net, images):
-    """How different the images still are: X's std over the batch (mean over features) after the pool and each block."""
+    """How far images differ: X's std over the batch (mean over features) after the pool and each block (token_blocks 0)."""
     net.eval()
     x = net.pool(net.feature_map(images).flatten(2).transpose(1, 2))  # X (B, 48)
     stages = [x]
@@ -39,11 +39,12 @@ def attention_entropy(run):
 
 @torch.no_grad()
 def row_similarity(am):
-    """The mean cosine similarity of two rows' departures from uniform in AM (B, T, T): of one image, of one query."""
-    rows = torch.nn.functional.normalize(am.float() - 1 / am.shape[-1], dim=-1)  # (B, T, T), unit length
-    others = lambda n: ~torch.eye(n, dtype=torch.bool, device=am.device)  # noqa: E731  (n, n): off the diagonal
-    same_image = (rows @ rows.transpose(1, 2))[:, others(am.shape[1])].mean()  # (B, T, T): two queries of an image
-    same_query = torch.einsum("bsk,csk->sbc", rows, rows)[:, others(am.shape[0])].mean()  # (T, B, B): two images
+    """What a row of AM (B, T, T) depends on: the mean cosine similarity of two rows' departures from uniform, for
+    two queries of one image and for one query in two images."""
+    rows = torch.nn.functional.normalize(am.float().cpu() - 1 / am.shape[-1], dim=-1)  # (B, T, T), unit length
+    b, t = am.shape[:2]
+    same_image = (rows @ rows.transpose(1, 2))[:, ~torch.eye(t, dtype=torch.bool)].mean()  # (B, T, T), off diagonal
+    same_query = torch.einsum("bsk,csk->sbc", rows, rows)[:, ~torch.eye(b, dtype=torch.bool)].mean()  # (T, B, B)
     return {"same image, other query": same_image.item(), "same query, other image": same_query.item()}
 
 
@@ -67,7 +68,7 @@ def report(run, image_dir, show=False):
     d = Path(image_dir)
     logits, labels = predict(run.model, run.test_loader, precision=run.precision)
     preds = logits.argmax(1)
-    cm = torch.bincount(labels.cpu() * 10 + preds.cpu(), minlength=100).view(10, 10)  # rows: true, columns: predicted
+    cm = torch.bincount(labels.cpu() * len(CLASSES) + preds.cpu(), minlength=len(CLASSES) ** 2).view(len(CLASSES), -1)
     plots.plot_confusion(cm, CLASSES, d / "confusion.png", show)
     wrong = (preds != labels).nonzero().flatten()[:20].cpu()
     plots.plot_gallery(run.test_loader.images[wrong], labels[wrong].tolist(), preds[wrong].tolist(), CLASSES,
@@ -81,11 +82,10 @@ def shuffled_accuracy(run, seed=0):
     net = run.net.eval()
     side = 32 // math.prod(net.config.strides)
     perm = torch.randperm(side * side, generator=torch.Generator().manual_seed(seed)).to(run.device)
-    right, n = torch.zeros(2), 0
+    right = torch.zeros(2)
     for x, y in run.test_loader:
         with autocast(run.device, run.precision):  # as training evaluates it
             m = net.feature_map(x)  # (B, 48, A, A)
             logits = [net.head(m), net.head(m.flatten(2)[:, :, perm].view_as(m))]
         right += torch.stack([(out.argmax(1) == y).sum().cpu() for out in logits])
-        n += len(y)
-    return dict(zip(("as trained", "tokens moved"), (100 * right / n).tolist()))
+    return dict(zip(("as trained", "tokens moved"), (100 * right / len(run.test_loader.labels)).tolist()))

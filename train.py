@@ -24,9 +24,9 @@ from analysis import plot_attention_maps, report
 from models import Net, count_parameters
 from models.checks import check_types, from_dict
 from models.model_9 import ModelConfig
+from utils import plots
 from utils.data import CLASSES, DataError, Loader, check_augment, load_cifar10
 from utils.device import compile_mode, grad_scaler, optimizer_kwargs, pick_device, precision_for
-from utils import plots
 from utils.lr_finder import check_rule, find_lr
 from utils.schedule import one_cycle_scheduler
 from utils.training import DTYPES, Checkpoint, DivergenceError, evaluate, health, soft_labels, train_epoch
@@ -69,7 +69,7 @@ class RunConfig:
     precision: str = "auto"  # "auto" (what the hardware runs natively), "bf16", "fp16", "fp32"
     channels_last: bool = True  # NHWC activations for the convolutions (docs/speed.md)
     compile: bool = False  # torch.compile the model (CUDA graphs on CUDA); on the CPU it is slower for A = 8
-    data_dir: str = ""  # folder with cifar-10-batches-bin/ or -py/; "": $CIFAR10_DIR, else ./data
+    data_dir: str = ""  # folder with cifar-10-batches-bin/; "": $CIFAR10_DIR, else ./data
     download: bool = True  # download with torchvision when the folder has no CIFAR-10
 
     def __post_init__(self):

@@ -33,7 +33,7 @@ class ModelConfig:
         if not 0 <= self.token_blocks <= 4 or (self.token_blocks and self.attention == "batch"):
             raise ValueError(f"token_blocks must be 0-4 (and 0 with attention 'batch'), got {self.token_blocks}")
         if self.positions and not self.token_blocks:
-            raise ValueError("positions codes where each token is: it needs token_blocks > 0")
+            raise ValueError("positions adds a code to each token: it needs token_blocks > 0")
 
 
 def sincos_positions(side, dim=48):

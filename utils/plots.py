@@ -40,7 +40,8 @@ def _attention_norm(values, uniform):
 
 
 def _uniform_label(uniform):
-    return f"attention weight (white = uniform 1/{round(1 / uniform)} = {uniform:.3g})"
+    n = round(1 / uniform)
+    return f"attention weight (white = uniform {f'1/{n} = ' if math.isclose(n * uniform, 1) else ''}{uniform:.3g})"
 
 
 def plot_curves(history, path=None, show=False):
@@ -109,10 +110,8 @@ def plot_confusion(cm, classes, path=None, show=False):
     cm = _np(cm)
     fig, ax = plt.subplots(figsize=(7.5, 6))
     im = ax.imshow(cm, cmap="Blues")
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            v = cm[i, j].item()
-            ax.text(j, i, v, ha="center", va="center", fontsize=8, color="white" if v > cm.max() / 2 else "black")
+    for (i, j), v in np.ndenumerate(cm):  # row i: true class, column j: predicted
+        ax.text(j, i, v, ha="center", va="center", fontsize=8, color="white" if v > cm.max() / 2 else "black")
     fig.colorbar(im, ax=ax, label="images")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
@@ -155,34 +154,37 @@ def plot_heatmap(matrix, ax=None, *, uniform=None, xlabel="key", ylabel="query",
 def plot_attention(images, maps, titles, queries=None, path=None, show=False):
     """Each image beside its blocks' attention, on one colour scale (white = uniform): each AM (B, T, T) whole, or
     for queries [(row, col), ...] over positions, where each query (+) attends: its row of AM over the A x A map."""
-    maps = [_np(m) for m in maps]
-    n, t = len(images), maps[0].shape[-1]
+    n, t, maps = len(images), maps[0].shape[-1], [_np(m) for m in maps]
     side, uniform = math.isqrt(t), 1 / t
-    cells = [(q, b) for q in queries or [None] for b in range(len(maps))]  # each panel column: (query, block)
+    small = bool(queries)  # where positions attend: more panels, smaller ones
+    cells = [(q, b) for q in (queries if small else [None]) for b in range(len(maps))]  # each panel's (query, block)
     panels = [[maps[b][i] if q is None else maps[b][i, q[0] * side + q[1]].reshape(side, side) for q, b in cells]
               for i in range(n)]
     norm = _attention_norm(np.array(panels), uniform)  # one colour scale for every panel
-    fig, axes = plt.subplots(n, len(cells) + 1, figsize=(2.1 * (len(cells) + 1) + 1, 2.2 * n + 0.6), squeeze=False,
-                             layout="constrained")
+    size = (1.9, 2.0) if small else (2.3, 2.3)  # inches a panel
+    fig, axes = plt.subplots(n, len(cells) + 1, figsize=(size[0] * (len(cells) + 1) + 1, size[1] * n + 0.6),
+                             squeeze=False, layout="constrained")
     h, w = _np(images[0]).shape[-2:]
     for i in range(n):
         axes[i, 0].imshow(_np(images[i]).transpose(1, 2, 0))  # (3, H, W) -> (H, W, 3)
-        axes[i, 0].set_title(titles[i], fontsize=8)
+        axes[i, 0].set_title(titles[i], fontsize=8 if small else 9)
         axes[i, 0].axis("off")
         for ax, panel, (q, b) in zip(axes[i, 1:], panels[i], cells):
-            if q is None:  # row j: query j's weights over the keys; the outer panels name the axes
-                im = plot_heatmap(panel, ax, uniform=uniform, vmax=norm.vmax, colorbar=False, xlabel="key j" if i == n - 1
-                                  else None, ylabel="query i" if b == 0 else None)
+            if q is None:  # row i: query i's weights over the keys; the outer panels name the axes
+                im = plot_heatmap(panel, ax, uniform=uniform, vmax=norm.vmax, colorbar=False,
+                                  xlabel="key j" if i == n - 1 else None, ylabel="query i" if b == 0 else None)
                 ax.tick_params(labelbottom=i == n - 1, labelleft=b == 0)
             else:  # the weights alone, opaque: every colour drawn is on the colour bar
-                im = ax.imshow(panel, cmap="RdBu_r", norm=norm, interpolation="nearest", extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+                im = ax.imshow(panel, cmap="RdBu_r", norm=norm, interpolation="nearest",
+                               extent=(-0.5, w - 0.5, h - 0.5, -0.5))
                 ax.plot((q[1] + 0.5) * w / side - 0.5, (q[0] + 0.5) * h / side - 0.5, "k+", ms=10, mew=2)
                 ax.axis("off")
             if i == 0:
-                ax.set_title(f"block {b + 1} AM" if q is None else f"({q[0]},{q[1]}), block {b + 1}", fontsize=8)
-    fig.suptitle(f"attention matrices AM ({t}x{t}; row i: query i's weights over the keys)" if queries is None else
-                 f"where a position (+; (row, col), counted from 0) attends: its row of AM ({t}x{t}) over the "
-                 f"{side}x{side} map, one colour scale")
+                ax.set_title(f"({q[0]},{q[1]}), block {b + 1}" if small else f"block {b + 1} AM",
+                             fontsize=8 if small else None)
+    fig.suptitle(f"where a position (+; (row, col), counted from 0) attends: its row of AM ({t}x{t}) over the "
+                 f"{side}x{side} map, one colour scale" if small else
+                 f"attention matrices AM ({t}x{t}; row i: query i's weights over the keys)")
     fig.colorbar(im, ax=axes[:, 1:], shrink=0.8, label=_uniform_label(uniform))
     return _finish(fig, path, show, tight=False)
 

@@ -53,7 +53,7 @@ class _Tally:
         self.classes = out.shape[1]
 
     def read(self):
-        """The one host sync: (mean loss, accuracy %) so far; DivergenceError for a loss past BLOWUP x ln(classes)."""
+        """The one host sync: (mean loss, accuracy %) so far; DivergenceError for a NaN, inf or too large a loss."""
         *values, n_correct = torch.cat([torch.stack(self.losses[self.checked:]), self.correct.float()[None]]).tolist()
         limit = BLOWUP * math.log(self.classes)
         bad = next((i for i, v in enumerate(values) if not math.isfinite(v) or v > limit), None)
@@ -72,7 +72,7 @@ def train_epoch(model, loader, optimizer, scheduler=None, *, grad_clip, precisio
     """One pass over loader with cross-entropy (labels: classes (B,) or probabilities (B, classes)); returns {"loss",
     "acc", "lrs": each step's LR}. grad_clip > 0: the gradients' norm capped there. on_step(step, loss): a hook."""
     model.train()
-    device = next(model.parameters(), torch.empty(0)).device
+    device = next(model.parameters(), torch.empty(0)).device  # the CPU for a model without parameters
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)  # a disabled scaler is a plain step
     params = [p for g in optimizer.param_groups for p in g["params"]]
     tally = _Tally(device)
@@ -141,13 +141,13 @@ def degrading(rows, epochs=DEGRADE_EPOCHS):
 
 def health(rows, classes):
     """What is wrong with a run so far, from its epoch rows: {"chance": message} and/or {"degrading": message}."""
-    problems, r, last = {}, rows[-1] if rows else None, rows[-CHANCE_EPOCHS:]
-    if len(last) == CHANCE_EPOCHS and all(abs(x["train_loss"] - math.log(classes)) < 0.02
-                                          and x["test_acc"] < 100 / classes + 2 for x in last):  # loss ln 10, acc 10%
-        problems["chance"] = (f"{CHANCE_EPOCHS} epochs at chance (train loss {r['train_loss']:.4f} = ln {classes}, "
-                              f"test accuracy {r['test_acc']:.1f}%): the network is not learning")
+    problems, last = {}, rows[-CHANCE_EPOCHS:]
+    if len(last) == CHANCE_EPOCHS and all(abs(x["train_loss"] - math.log(classes)) < 0.02  # loss ln 10, accuracy 10%
+                                          and x["test_acc"] < 100 / classes + 2 for x in last):
+        problems["chance"] = (f"{CHANCE_EPOCHS} epochs at chance (train loss {last[-1]['train_loss']:.4f} = ln {classes}, "
+                              f"test accuracy {last[-1]['test_acc']:.1f}%): the network is not learning")
     if degrading(rows):
-        best = min(rows, key=lambda row: row["train_loss"])
+        r, best = rows[-1], min(rows, key=lambda row: row["train_loss"])
         problems["degrading"] = (f"training is degrading: train loss {r['train_loss']:.4f} (acc {r['train_acc']:.1f}%) "
                                  f"for {DEGRADE_EPOCHS} epochs, against {best['train_loss']:.4f} "
                                  f"({best['train_acc']:.1f}%) in epoch {best['epoch']}")

@@ -47,23 +47,22 @@ def data_label(data_dir=None):
     """'CIFAR-10 (official files)' when the folder holds the official binary archive (its published MD5, as a
     download leaves it) and every .bin file is that archive's; any other copy is named unverified."""
     root = resolve_data_dir(data_dir)
-    files = [root / "cifar-10-batches-bin" / f"{n}.bin" for n in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]]
-    archive = root / Path(utils.data.URL).name
-    if not archive.is_file() or not all(f.is_file() for f in files):
+    archive, files = root / Path(utils.data.URL).name, sorted((root / "cifar-10-batches-bin").glob("*.bin"))
+    if not archive.is_file() or not files:
         return UNVERIFIED
-    return _label(str(root.resolve()), utils.data.MD5, tuple(f.stat().st_mtime_ns for f in [archive, *files]))
+    return _label(archive.resolve(), utils.data.MD5, tuple((f, f.stat().st_mtime_ns) for f in [archive, *files]))
 
 
 @functools.lru_cache(maxsize=8)
-def _label(root, md5, mtimes):
-    """The label of a folder's files, hashed once per folder, archive MD5 and set of modification times."""
-    archive = Path(root) / Path(utils.data.URL).name
+def _label(archive, md5, stamps):
+    """The label of an archive and the .bin files beside it, (path, modification time) each in stamps: hashed once
+    per archive, MD5 and stamps. Official when the archive has md5 and the files are its .bin members, no more."""
     if hashlib.md5(archive.read_bytes()).hexdigest() != md5:
         return UNVERIFIED
     with tarfile.open(archive) as tar:
         members = {Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".bin")}
-    files = sorted((Path(root) / "cifar-10-batches-bin").glob("*.bin"))
-    same = [f.name for f in files] == sorted(members) and all(f.read_bytes() == members[f.name] for f in files)
+    files = [f for f, _ in stamps[1:]]
+    same = sorted(f.name for f in files) == sorted(members) and all(f.read_bytes() == members[f.name] for f in files)
     return "CIFAR-10 (official files)" if same else UNVERIFIED
 
 

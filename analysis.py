@@ -22,6 +22,28 @@ def spread(net, images):
     return [s.std(0).mean().item() for s in stages]  # pool, block 1, ..., block 4
 
 
+def layer_name(param_name):
+    """'convs.0.weight' -> 'conv 1', 'blocks.2.q.bias' -> 'block 3', 'fc.weight' -> 'fc'."""
+    part = param_name.split(".")
+    kinds = {"convs": "conv", "bns": "bn", "blocks": "block"}
+    return f"{kinds[part[0]]} {int(part[1]) + 1}" if part[0] in kinds else part[0]
+
+
+def layer_grads(net, images, labels, eps=1e-8):
+    """One batch's gradient on each layer (root mean square over its weights), beside the first step Adam takes
+    with it as a share of the LR: m / (sqrt(v) + eps) = g / (|g| + eps) for each weight at step 1."""
+    net.zero_grad()
+    torch.nn.functional.cross_entropy(net(images), labels).backward()
+    grads, steps = {}, {}
+    for name, p in net.named_parameters():
+        grads.setdefault(layer_name(name), []).append(p.grad.flatten())
+    for layer, g in grads.items():
+        g = torch.cat(g)
+        grads[layer], steps[layer] = g.pow(2).mean().sqrt().item(), (g / (g.abs() + eps)).pow(2).mean().sqrt().item()
+    net.zero_grad()
+    return grads, steps
+
+
 def entropy(am):
     """Each row's entropy in nats, -sum_j AM[i, j] ln AM[i, j]: ln(keys) for a uniform row, 0 for a one-hot one."""
     return -(am * am.clamp_min(1e-12).log()).sum(-1)

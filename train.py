@@ -34,11 +34,14 @@ from utils.training import DTYPES, Checkpoint, DivergenceError, evaluate, health
 OUT = "runs/latest"  # the command line's run folder
 TEACHER = "runs/teacher/logits.pt"  # where python -m benchmarks.teacher writes its logits
 
+# the course write-up's network: 25,882 parameters, no batch norm, no residual, A = 32, softmax(QK) / sqrt 8
+REFERENCE = ModelConfig(batch_norm=False, residual=False, strides=(1, 1, 1), downsample="stride", scale="after")
 # Each preset: its network, and what it trains with besides RunConfig's defaults (docs/ablation.md says why).
 PRESETS = {
     "default": {"model": ModelConfig()},  # four blocks over the pooled vector's 8 numbers: 26,074 parameters
-    "reference": {"model": ModelConfig(  # the course write-up's network: 25,882 parameters, sits at 10%
-        batch_norm=False, residual=False, strides=(1, 1, 1), downsample="stride", scale="after")},
+    "reference": {"model": REFERENCE},  # the course write-up's network under this repository's recipe
+    "course": {"model": REFERENCE, "batch_size": 256, "max_lr": 1.07e-3, "warmup_frac": 0.3, "start_div": 40.0,
+               "final_div": 1e4, "grad_clip": 0.0, "augment": ()},  # the recipe its published log shows (course/)
     "tokens": {"model": ModelConfig(token_blocks=4, positions=True),  # the same weights over the 64 positions
                "lr_rule": "min/5", "augment": ("crop2", "flip")},  # a lower max LR, +-2-pixel shifts
     "distilled": {"model": ModelConfig(token_blocks=4, positions=True), "lr_rule": "min/5", "augment": ("crop2", "flip"),
@@ -49,7 +52,7 @@ PRESETS = {
 @dataclass
 class RunConfig:
     """Every setting of a run, with its default; recipe(preset, ...) adds the preset's own settings."""
-    preset: str = "default"  # the network and its training settings: "default", "tokens", "distilled" or "reference"
+    preset: str = "default"  # the network and its training settings: "default", "tokens", "distilled", "reference" or "course"
     model: dict = field(default_factory=dict)  # changes to the preset's ModelConfig, e.g. residual=false
     epochs: int = 24  # epochs of the one-cycle schedule
     batch_size: int = 128  # images per training step
@@ -57,6 +60,9 @@ class RunConfig:
     lr_rule: str = "safe"  # how the range test's curve gives max_lr: "safe", "min/N" or "steepest" (utils/lr_finder.py)
     lr_finder_iters: int = 100  # steps of the LR range test
     warmup_frac: float = 5 / 24  # the share of the steps that warm the LR up to its peak (5 of 24 epochs)
+    start_div: float = 10.0  # the one-cycle LR starts at max_lr / start_div
+    final_div: float = 1000.0  # and ends, at the last step, at max_lr / final_div
+    adam_eps: float = 1e-8  # Adam's epsilon: each step is lr * m / (sqrt(v) + adam_eps)
     grad_clip: float = 1.0  # gradients scaled down to at most this total norm before each step (0: off)
     augment: tuple = ("flip",)  # any of "crop" or "crop2" (+-4 or +-2-pixel shifts) and "flip" (utils/data.py)
     teacher: str = ""  # a teacher's logits on the training images (benchmarks/teacher.py); "": the labels alone
@@ -83,6 +89,8 @@ class RunConfig:
                   "lr_finder_iters": (self.lr_finder_iters >= 1, count), "max_lr": (self.max_lr >= 0, size),
                   "grad_clip": (self.grad_clip >= 0, size), "train_subset": (self.train_subset >= 0, size),
                   "test_subset": (self.test_subset >= 0, size), "warmup_frac": (0 <= self.warmup_frac < 1, "in [0, 1)"),
+                  "start_div": (self.start_div >= 1, ">= 1"), "final_div": (self.final_div >= 1, ">= 1"),
+                  "adam_eps": (self.adam_eps > 0, "> 0"),
                   "teacher_share": (0 <= self.teacher_share <= 1, "in [0, 1]"), "temperature": (self.temperature > 0, "> 0")}
         for name, (ok, allowed) in ranges.items():
             if not ok:
@@ -160,7 +168,7 @@ def load_teacher(path, n):
 
 def make_optimizer(run, lr):
     """Adam over the network's parameters, fused where torch has it."""
-    return torch.optim.Adam(run.net.parameters(), lr=lr, **optimizer_kwargs(run.device))
+    return torch.optim.Adam(run.net.parameters(), lr=lr, eps=run.cfg.adam_eps, **optimizer_kwargs(run.device))
 
 
 def find_max_lr(run, out_dir=None, resume=False, progress=True):
@@ -194,9 +202,10 @@ class Interrupted(KeyboardInterrupt):
         self.checkpoint = checkpoint
 
 
-def train(run, max_lr, out_dir=None, resume=False, progress=True, log=print):
+def train(run, max_lr, out_dir=None, resume=False, progress=True, log=print, stop_after=None):
     """cfg.epochs epochs of one-cycle training, evaluated after each; returns the history. With out_dir, a checkpoint
-    is saved there after each epoch and resume=True continues from it (without resume, any left there is removed)."""
+    is saved there after each epoch and resume=True continues from it (without resume, any left there is removed).
+    stop_after=N: stop after epoch N of the cfg.epochs-long schedule (the first epochs of the same run)."""
     path = Path(out_dir) / "checkpoint.pt" if out_dir else None
     if run.trained and not (resume and path and path.exists()):  # it would train the trained network on
         raise ValueError("this network has been trained already: build a fresh one with setup(cfg)"
@@ -204,7 +213,8 @@ def train(run, max_lr, out_dir=None, resume=False, progress=True, log=print):
     ckpt = Checkpoint(path, run.resume_settings(), resume) if path else None
     run.checkpoint = path
     optimizer = make_optimizer(run, max_lr)
-    scheduler = one_cycle_scheduler(optimizer, max_lr, run.cfg.epochs, len(run.train_loader), run.cfg.warmup_frac)
+    scheduler = one_cycle_scheduler(optimizer, max_lr, run.cfg.epochs, len(run.train_loader), run.cfg.warmup_frac,
+                                    run.cfg.start_div, run.cfg.final_div)
     scaler = grad_scaler(run.device, run.precision)
     history = {"epochs": [], "step_lrs": [], "epoch_seconds": []}
     if ckpt and ckpt.path.exists():
@@ -213,7 +223,7 @@ def train(run, max_lr, out_dir=None, resume=False, progress=True, log=print):
     elif resume:
         log(f"no checkpoint in {out_dir}: training from epoch 1")
     run.trained, warned, saved_epochs = True, set(), len(history["epochs"])
-    for epoch in range(len(history["epochs"]) + 1, run.cfg.epochs + 1):
+    for epoch in range(len(history["epochs"]) + 1, min(stop_after or run.cfg.epochs, run.cfg.epochs) + 1):
         try:
             t0 = time.perf_counter()
             run.train_loader.set_epoch(epoch)
@@ -317,7 +327,7 @@ def _parse_value(text):
 
 def _shown(value, kind):
     """A setting as --help prints it: a tuple joined by commas, a float in 4 digits."""
-    return ",".join(value) if kind is tuple else f"{value:.4g}" if kind is float else str(value or repr(value))
+    return (",".join(value) or "none") if kind is tuple else f"{value:.4g}" if kind is float else str(value or repr(value))
 
 
 def parser():

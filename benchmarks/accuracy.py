@@ -33,8 +33,9 @@ EXPERIMENTS = json.loads((Path(__file__).parent / "experiments.json").read_text(
 LEFT = {"final_div": 1000.0, "betas": [0.9, 0.999], "bn_bias_lr_mult": 1.0, "weight_decay": 0.0, "label_smoothing": 0.0}
 
 
-def run_seed(cfg, name, change, ema=None):
+def run_seed(cfg, name, change, ema=None, stop_after=None):
     """One seed of a row: a one-seed results entry (its "stopped" says why when the divergence check ended it).
+    stop_after=N: only the first N epochs of the cfg.epochs-long schedule (recorded as trained_epochs).
 
     ema: a decay; an exponential moving average of the weights (buffers included) is kept from the first
     training step and its test accuracy recorded beside the trained weights' (ema_test_acc)."""
@@ -43,14 +44,14 @@ def run_seed(cfg, name, change, ema=None):
     if ema:
         average = AveragedModel(run.net, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
         hook = register_optimizer_step_post_hook(lambda *_: average.update_parameters(run.net))
-    bar = tqdm(total=cfg.epochs, desc=f"{name} (seed {cfg.seed})", unit="epoch")
+    bar = tqdm(total=stop_after or cfg.epochs, desc=f"{name} (seed {cfg.seed})", unit="epoch")
 
     def log(line):
         bar.update(1)
         bar.set_postfix_str(line.split("LR")[1].split("(")[0].strip()[-40:] if "LR" in line else line)
 
     try:
-        history = train(run, max_lr, progress=False, log=log)
+        history = train(run, max_lr, progress=False, log=log, stop_after=stop_after)
         done = {"seeds": [cfg.seed], "test_acc": [history["epochs"][-1]["test_acc"]], "histories": [history["epochs"]],
                 "sec_per_epoch": statistics.mean(history["epoch_seconds"])}
         if ema:
@@ -64,7 +65,8 @@ def run_seed(cfg, name, change, ema=None):
     if cfg.teacher and (named := Path(cfg.teacher).with_name("teacher.json")).exists():  # written by benchmarks/teacher.py
         done["teacher_name"] = json.loads(named.read_text())["name"]
     return {"name": name, "change": change, "config": run.resume_settings(), "model_config": asdict(run.net.config),
-            "params": count_parameters(run.net), "epochs": cfg.epochs, "max_lr": [max_lr],
+            "params": count_parameters(run.net), "epochs": cfg.epochs, "trained_epochs": stop_after or cfg.epochs,
+            "max_lr": [max_lr],
             "max_lr_by_seed": {str(cfg.seed): max_lr}, "device": str(run.device), **provenance(run.device, run.cfg.data_dir), **done}
 
 

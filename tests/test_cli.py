@@ -113,7 +113,7 @@ def test_help_names_what_a_preset_changes_and_the_command_line_trains_it(capsys)
         recipe.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: safe; --preset tokens: min/5; --preset distilled: min/5)" in text
-    assert "(default: flip; --preset tokens: crop2,flip; --preset distilled: crop2,flip)" in text
+    assert "(default: flip; --preset course: none; --preset tokens: crop2,flip; --preset distilled: crop2,flip)" in text
     assert "(default: ''; --preset distilled: runs/teacher/logits.pt)" in text
     cfg = recipe.config_from_args(recipe.parser().parse_args(["--preset", "tokens"]))
     assert (cfg.lr_rule, cfg.augment) == ("min/5", ("crop2", "flip"))

@@ -18,20 +18,46 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import torch
-
-from analysis import plot_attention_maps, report
-from models import Net, count_parameters
-from models.checks import check_types, from_dict
-from models.model_9 import ModelConfig
-from utils import plots
-from utils.data import CLASSES, DataError, Loader, check_augment, load_cifar10
-from utils.device import compile_mode, grad_scaler, optimizer_kwargs, pick_device, precision_for
-from utils.lr_finder import check_rule, find_lr
-from utils.schedule import one_cycle_scheduler
-from utils.training import DTYPES, Checkpoint, DivergenceError, evaluate, health, soft_labels, train_epoch
-
 OUT = "runs/latest"  # the command line's run folder
+
+
+def interrupted(args, message, saved):
+    """The one line a Ctrl-C ends in: the command that continues this run's saved epochs, or that starts it again."""
+    again = shlex.join(["python", "train.py", *[x for x in args if x != "--resume"], *(["--resume"] if saved else [])])
+    print(f"{message}; continue with: {again}" if saved else
+          f"{message}; no epoch of this run was saved, start again with: {again}", file=sys.stderr)
+    return 130
+
+
+def interrupted_at_start(args):
+    """interrupted() for a Ctrl-C before main() runs: with --resume, the checkpoint in --out is this run's."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--out", default=OUT)
+    p.add_argument("--resume", action="store_true")
+    a, _ = p.parse_known_args(args)
+    saved = Path(a.out) / "checkpoint.pt"
+    saved = saved if a.resume and saved.exists() else None
+    return interrupted(args, "interrupted while starting" + (f"; the checkpoint is {saved}" if saved else ""), saved)
+
+
+try:  # a Ctrl-C while torch loads (a few seconds) is one line too
+    import torch
+
+    from analysis import plot_attention_maps, report
+    from models import Net, count_parameters
+    from models.checks import check_types, from_dict
+    from models.model_9 import ModelConfig
+    from utils import plots
+    from utils.data import CLASSES, DataError, Loader, check_augment, load_cifar10
+    from utils.device import compile_mode, grad_scaler, optimizer_kwargs, pick_device, precision_for
+    from utils.lr_finder import check_rule, find_lr
+    from utils.schedule import one_cycle_scheduler
+    from utils.training import DTYPES, Checkpoint, DivergenceError, evaluate, health, soft_labels, train_epoch
+except KeyboardInterrupt:
+    if __name__ != "__main__":
+        raise
+    sys.exit(interrupted_at_start(sys.argv[1:]))
+
 TEACHER = "runs/teacher/logits.pt"  # where python -m benchmarks.teacher writes its logits
 
 # the course write-up's network: 25,882 parameters, no batch norm, no residual, A = 32, softmax(QK) / sqrt 8
@@ -369,15 +395,11 @@ def config_from_args(a):
 
 def main(argv=None):
     args = list(sys.argv[1:] if argv is None else argv)
-    a = parser().parse_args(args)
     try:
+        a = parser().parse_args(args)
         train_and_report(config_from_args(a), a.out, resume=a.resume, progress=not a.no_progress)
     except KeyboardInterrupt as e:  # this run's saved epochs are continued with --resume; with none, start again
-        saved = getattr(e, "checkpoint", None)
-        again = shlex.join(["python", "train.py", *[x for x in args if x != "--resume"], *(["--resume"] if saved else [])])
-        print(f"{e}; continue with: {again}" if saved else
-              f"{e or 'interrupted'}; no epoch of this run was saved, start again with: {again}", file=sys.stderr)
-        return 130
+        return interrupted(args, str(e) or "interrupted", getattr(e, "checkpoint", None))
     except (ValueError, DataError, DivergenceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1 if isinstance(e, DivergenceError) else 2

@@ -99,3 +99,30 @@ def test_a_fresh_run_into_a_used_folder_interrupted_before_training_offers_no_ot
         stop_at(m, train, "load_cifar10")
         line, again = advice(run([*ARGS, "--seed", "1", "--out", str(tmp_path)], capsys)[2])
     assert "--resume" not in again and "no epoch of this run was saved" in line
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_ctrl_c_while_torch_imports_is_one_line_naming_the_checkpoint(tmp_path, resume):
+    """python train.py interrupted in its first seconds, while `import torch` runs: no traceback, the same advice."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"epochs saved by an earlier part of this run")
+    args = ["--out", str(tmp_path / "run"), "--epochs", "3"] + (["--resume"] if resume else [])
+    program = ("import runpy, sys\n"
+               "class CtrlC:  # Ctrl-C pressed while torch is being imported\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name == 'torch': raise KeyboardInterrupt\n"
+               "sys.meta_path.insert(0, CtrlC())\n"
+               f"sys.argv = ['train.py', *{args!r}]\n"
+               f"runpy.run_path({str(ROOT / 'train.py')!r}, run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130
+    line, command = advice(done.stderr)
+    assert line.startswith("interrupted while starting")
+    if resume:  # the checkpoint is named, and the advice resumes it
+        assert str(tmp_path / "run" / "checkpoint.pt") in line and command == args[:-1] + ["--resume"]
+    else:  # a fresh run owns no checkpoint, whatever the folder holds
+        assert "no epoch of this run was saved" in line and command == args

@@ -1,5 +1,6 @@
 """What the notebook and the run folder measure on a network (a Net, or the Run train.setup builds), drawn
 with utils/plots.py: its errors, its attention, how images spread."""
+import csv
 import math
 from pathlib import Path
 
@@ -20,6 +21,12 @@ def spread(net, images):
         x = x + block(x) if net.config.residual else block(x)
         stages.append(x)
     return [s.std(0).mean().item() for s in stages]  # pool, block 1, ..., block 4
+
+
+def course_log(path=Path(__file__).parent / "course" / "training_log.csv"):
+    """The course's published training log: one dict of numbers an epoch (course/README.md says what it holds)."""
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def layer_name(param_name):

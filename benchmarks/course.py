@@ -8,7 +8,6 @@
 Every row is the course preset (train.py) with one change, on all 50,000 training images.
 """
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 
 from analysis import layer_name
 from benchmarks.accuracy import merge, run_seed
-from benchmarks.common import RESULTS, ROOT, provenance, update_json
+from benchmarks.common import RESULTS, provenance, update_json
 from train import recipe, setup, train
 
 LADDER = {  # one change each from the course's run
@@ -34,12 +33,6 @@ LADDER = {  # one change each from the course's run
 BENCH = {"download": False, "channels_last": False}  # NCHW: the faster layout for the 32 x 32 maps on the CPU
 MECHANISM = {"course": ({}, 0), "course, seed 1": ({}, 1), "+ residual": ({"model": {"residual": True}}, 0),
              "+ Adam eps 1e-12": ({"adam_eps": 1e-12}, 0)}  # name: (changes, seed)
-
-
-def course_log(path=ROOT / "course" / "training_log.csv"):
-    """The course's published log: one dict of floats an epoch."""
-    with open(path) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def mechanism(changes, seed=0):

@@ -2,8 +2,7 @@
 import pytest
 
 import train
-from analysis import layer_grads
-from benchmarks.course import course_log
+from analysis import course_log, layer_grads
 from models import count_parameters
 from utils.schedule import one_cycle_lr
 

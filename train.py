@@ -249,7 +249,8 @@ def train(run, max_lr, out_dir=None, resume=False, progress=True, log=print, sto
     elif resume:
         log(f"no checkpoint in {out_dir}: training from epoch 1")
     run.trained, warned, saved_epochs = True, set(), len(history["epochs"])
-    for epoch in range(len(history["epochs"]) + 1, min(stop_after or run.cfg.epochs, run.cfg.epochs) + 1):
+    last = min(stop_after or run.cfg.epochs, run.cfg.epochs)  # stop_after: the schedule's first epochs only
+    for epoch in range(len(history["epochs"]) + 1, last + 1):
         try:
             t0 = time.perf_counter()
             run.train_loader.set_epoch(epoch)

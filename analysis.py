@@ -80,11 +80,16 @@ def row_similarity(am):
 QUERIES = [(4, 4), (1, 1)]  # the positions (row, col) whose attention attention_positions.png draws
 
 
+@torch.no_grad()
 def plot_attention_maps(run, image_dir, show=False, titles=None):
-    """The first 4 test images' attention: attention.png (over the vector), attention_positions.png (over positions)."""
+    """The first 4 test images' attention: attention.png (over the vector), attention_positions.png (over positions);
+    each image titled with its class and the network's prediction, e.g. "cat (predicted: dog)", unless titles."""
     images = run.test_loader.images[:4]  # uint8; the test loader keeps the order
-    maps = run.net.attention_maps(next(iter(run.test_loader))[0][:4])
-    titles = titles or [CLASSES[int(y)] for y in run.test_loader.labels[:4]]
+    x, labels = next(iter(run.test_loader))
+    maps = run.net.attention_maps(x[:4])
+    if titles is None:
+        preds = predict(run.net, [(x[:4], labels[:4])], precision=run.precision)[0].argmax(1)  # as training evaluates
+        titles = [f"{CLASSES[int(y)]} (predicted: {CLASSES[int(p)]})" for y, p in zip(labels[:4], preds)]
     n, d = run.net.config.token_blocks, Path(image_dir)  # the first n blocks attend over positions
     if n:
         plots.plot_attention(images, maps[:n], titles, QUERIES, d / "attention_positions.png", show)

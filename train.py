@@ -47,6 +47,7 @@ try:  # a Ctrl-C while torch loads (a few seconds) is one line too
     from models import Net, count_parameters
     from models.checks import check_types, from_dict
     from models.model_9 import ModelConfig
+    from models.teacher import RECIPE, save_logits, teacher_name, train_teacher
     from utils import plots
     from utils.data import CLASSES, DataError, Loader, check_augment, load_cifar10
     from utils.device import compile_mode, grad_scaler, optimizer_kwargs, pick_device, precision_for
@@ -58,7 +59,7 @@ except KeyboardInterrupt:
         raise
     sys.exit(interrupted_at_start(sys.argv[1:]))
 
-TEACHER = "runs/teacher/logits.pt"  # where python -m benchmarks.teacher writes its logits
+TEACHER = "runs/teacher/logits.pt"  # the distilled preset's teacher's logits: trained there on first use (make_teacher)
 
 # the course write-up's network: 25,882 parameters, no batch norm, no residual, A = 32, softmax(QK) / sqrt 8
 REFERENCE = ModelConfig(batch_norm=False, residual=False, strides=(1, 1, 1), downsample="stride", scale="after")
@@ -91,7 +92,7 @@ class RunConfig:
     adam_eps: float = 1e-8  # Adam's epsilon: each step is lr * m / (sqrt(v) + adam_eps)
     grad_clip: float = 1.0  # gradients scaled down to at most this total norm before each step (0: off)
     augment: tuple = ("flip",)  # any of "crop" or "crop2" (+-4 or +-2-pixel shifts) and "flip" (utils/data.py)
-    teacher: str = ""  # a teacher's logits on the training images (benchmarks/teacher.py); "": the labels alone
+    teacher: str = ""  # a teacher's logits on the training images (the preset's trained on first use); "": labels alone
     teacher_share: float = 0.5  # with a teacher, each label is (1 - share) x one-hot + share x the teacher's softmax
     temperature: float = 3.0  # the temperature of the teacher's softmax (higher: softer)
     train_subset: int = 0  # 0: all 50,000 training images; N: the first N (quick runs)
@@ -182,14 +183,37 @@ def setup(cfg, verbose=True):
 
 
 def load_teacher(path, n):
-    """The teacher's logits for the first n training images, from benchmarks/teacher.py's file."""
+    """The teacher's logits for the first n training images, from make_teacher's (or benchmarks/teacher.py's) file."""
     if not Path(path).is_file():
-        raise ValueError(f"no teacher logits at {path}: make them with python -m benchmarks.teacher "
-                         "(docs/attention_over_positions.md says how long it takes), or pass --teacher ''")
+        raise ValueError(f"no teacher logits at {path}: python train.py --preset distilled trains its teacher at "
+                         f"{TEACHER} first, python -m benchmarks.teacher --out FOLDER anywhere; or pass --teacher ''")
     logits = torch.load(path, map_location="cpu", weights_only=True)
     if logits.dim() != 2 or len(logits) < n:
         raise ValueError(f"{path} holds logits of shape {tuple(logits.shape)}, not one row for each of {n} training images")
     return logits[:n]
+
+
+def make_teacher(cfg, progress=True, **changes):
+    """Train the distilled preset's teacher (models/teacher.py's RECIPE, with changes) on all the training images, on
+    cfg's device: its logits saved at cfg.teacher and its name in teacher.json beside, for every later run."""
+    settings = RECIPE | changes
+    device = pick_device(cfg.device, verbose=False)
+    x, y = load_cifar10(cfg.data_dir or None, train=True, download=cfg.download)
+    x_test, y_test = load_cifar10(cfg.data_dir or None, train=False, download=cfg.download)
+    probe = Path(cfg.teacher).with_name("teacher.json.tmp")
+    try:  # a folder that cannot be written is one line, before the teacher trains
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write the teacher's logits to {probe.parent}: {e.strerror}") from None
+    name = teacher_name(settings["width"], settings["epochs"])
+    print(f"no teacher logits at {cfg.teacher}: training the teacher first ({name}, {len(y):,} images, on {device}); "
+          "its logits are kept there for later runs")
+    _, logits, history = train_teacher(x, y, x_test, y_test, **settings, device=device, precision=precision_for(device),
+                                       progress=progress)
+    save_logits(cfg.teacher, logits, name, history[-1]["test_acc"])
+    print(f"teacher: {history[-1]['test_acc']:.2f}% on the test set; its logits are in {cfg.teacher}")
 
 
 def make_optimizer(run, lr):
@@ -294,10 +318,15 @@ def metrics_of(run, history, max_lr, lr_result, wall_s, analysis=None):
 
 
 def train_and_report(cfg, out_dir=OUT, resume=False, progress=True, images=True):
-    """setup -> LR range test (unless cfg.max_lr) -> train -> plots -> metrics.json; returns the metrics. A Ctrl-C
-    anywhere becomes Interrupted, naming this run's checkpoint when there is one to resume."""
+    """[the preset's teacher, if its logits are missing] -> setup -> LR range test (unless cfg.max_lr) -> train ->
+    plots -> metrics.json; returns the metrics. A Ctrl-C anywhere becomes Interrupted, naming this run's checkpoint
+    when there is one to resume."""
     t0, run, stage = time.perf_counter(), None, "setting up"
     try:
+        if Path(cfg.teacher) == Path(TEACHER) and not Path(TEACHER).is_file():  # the distilled preset's, trained once
+            stage = "training the teacher"
+            make_teacher(cfg, progress)
+            stage = "setting up"
         run = setup(cfg)  # fails early, before anything is written, on a bad device or data folder
         out = Path(out_dir)
         try:  # a folder that cannot be written is one line, before any training

@@ -8,8 +8,7 @@
 An experiment is a name, its RunConfig fields (built by train.recipe, so the preset's recipe
 applies), what it changes, and its seeds. Each seed takes its max LR from the LR range test
 (or the fixed max_lr) and trains with train.train, the notebook's code. Rows are merged into
-benchmarks/results/accuracy.json (one entry per experiment) and accuracy.md. Rows of settings
-that have left the code stay there as history (rebuildable: false, removed_switches).
+benchmarks/results/accuracy.json (one entry per experiment).
 """
 import argparse
 import json
@@ -22,15 +21,12 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from benchmarks.common import LEFT_MODEL, RESULTS, machine, provenance, update_json
+from benchmarks.common import RESULTS, provenance, update_json
 from models import count_parameters
 from train import find_max_lr, recipe, setup, train
 from utils.training import DivergenceError, evaluate
 
 EXPERIMENTS = json.loads((Path(__file__).parent / "experiments.json").read_text())
-# switches gone from RunConfig, at the values that trained as today's code does: merge() drops them from rows
-# written before they went; any other value leaves the row for the rebuild test to flag
-LEFT = {"final_div": 1000.0, "betas": [0.9, 0.999], "bn_bias_lr_mult": 1.0, "weight_decay": 0.0, "label_smoothing": 0.0}
 
 
 def run_seed(cfg, name, change, ema=None, stop_after=None):
@@ -72,9 +68,7 @@ def run_seed(cfg, name, change, ema=None, stop_after=None):
 
 def merge(parts):
     """One row from rows of the same experiment run on different seeds (each a results entry)."""
-    kept = lambda d, left: {k: v for k, v in d.items() if k not in left or left[k] != v}  # noqa: E731
-    parts = sorted(({**r, "config": kept(r["config"], LEFT)} | ({"model_config": kept(r["model_config"], LEFT_MODEL)}
-                    if "model_config" in r else {}) for r in parts), key=lambda r: min(r["seeds"] or [1e9]))
+    parts = sorted(parts, key=lambda r: min(r["seeds"] or [1e9]))
     if len({(json.dumps(r["config"] | {"seed": 0}), r["machine"], r.get("cpu_capability"), r.get("teacher_name"))
             for r in parts}) > 1:
         raise SystemExit(f"{parts[0]['name']}: the parts differ in configuration, machine or teacher; not merged")
@@ -94,35 +88,6 @@ def merge(parts):
     return row
 
 
-def removed(row):
-    """What a history row used that has left the code, in words."""
-    return ", ".join(f"LR rule {v}" if k == "lr_rule" else f"variant {v}" if k == "variant" else k
-                     for k, v in row["removed_switches"].items())
-
-
-def markdown(results):
-    lines = ["Test accuracy after 24 epochs; mean +- std over the seeds listed; max LR: mean over the seeds.", "",
-             "| configuration | change | params | seeds | test acc (%) | s/epoch | max LR | machine | data |",
-             "|---|---|---:|---:|---:|---:|---:|---|---|"]
-    for r in results.values():
-        name = r["name"] if r.get("rebuildable") is not False else f"{r['name']} (not rebuildable: {removed(r)} removed)"
-        if not r["seeds"]:  # every seed stopped by the divergence check
-            lines.append(f"| {name} | {r['change']} | {r['params']:,} | {len(r['stopped'])} | stopped: diverged | - | "
-                         f"{statistics.mean(r['max_lr']):.2e} | {machine(r)} | {r['data']} |")
-            continue
-        acc = f"{r['mean']:.2f} +- {r['std']:.2f}" if len(r["seeds"]) > 1 else f"{r['mean']:.2f} (1 seed)"
-        acc += f" ({len(r['stopped'])} more stopped: diverged)" if r.get("stopped") else ""
-        lines.append(f"| {name} | {r['change']} | {r['params']:,} | {len(r['seeds'])} | {acc} | "
-                     f"{r['sec_per_epoch']:.1f} | {statistics.mean(r['max_lr']):.2e} | {machine(r)} | {r['data']} |")
-    return "\n".join(lines) + "\n"
-
-
-def save(out, rows):
-    """Merge rows into out (a new row placed by experiments.json's order) and rewrite its markdown table."""
-    results = update_json(out, rows, order=EXPERIMENTS)
-    Path(out).with_suffix(".md").write_text(markdown(results))
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", nargs="*", default=list(EXPERIMENTS), help=f"names among {list(EXPERIMENTS)}")
@@ -139,7 +104,7 @@ def main(argv=None):
         for f in a.merge:
             for name, row in json.loads(Path(f).read_text()).items():
                 parts.setdefault(name, []).append(row)
-        save(a.out, {name: merge(rows) for name, rows in parts.items()})
+        update_json(a.out, {name: merge(rows) for name, rows in parts.items()}, order=EXPERIMENTS)
         print(f"merged {sorted(parts)} into {a.out}")
         return 0
     unknown = [c for c in a.configs if c not in EXPERIMENTS]
@@ -150,7 +115,7 @@ def main(argv=None):
         seeds = a.seed_list or range(a.first_seed, a.first_seed + (a.seeds or e["seeds"]))
         row = merge([run_seed(recipe(**e["config"], epochs=a.epochs, seed=s, device=a.device), name, e["change"],
                               e.get("ema")) for s in seeds])
-        save(a.out, {name: row})
+        update_json(a.out, {name: row}, order=EXPERIMENTS)  # a new row goes where experiments.json puts it
         print(f"{name}: {row['test_acc']} ({len(row['seeds'])} seed(s) finished; stopped: {row.get('stopped') or 'none'})")
     return 0
 

@@ -1,4 +1,4 @@
-"""What every benchmark shares: where results go, where a figure came from, one way to write it, a timed step.
+"""What every benchmark shares: where results go, where a figure came from, one way to write it.
 
 The scripts run as modules from the repository root:
 
@@ -7,12 +7,10 @@ The scripts run as modules from the repository root:
 """
 import functools
 import hashlib
-import itertools
 import json
 import os
 import platform
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -21,25 +19,9 @@ import torch
 
 import utils.data
 from utils.data import resolve_data_dir
-from utils.device import grad_scaler
-from utils.training import train_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-RENAMED = {"best": "default"}  # preset names that rows recorded before a rename still carry
-# ModelConfig fields gone from the code, at the values that built the network today's code builds without them
-LEFT_MODEL = {"relu": True, "pool": "avg", "locality": False, "conv_bias": True, "heads": 1, "rel_bias": False}
-
-
-def as_today(config, model_config=None):
-    """A recorded row's config (and model_config) as today's code reads them: old preset names renamed, fields
-    that have left the code dropped where they held the value that changes nothing."""
-    config = config | {"preset": RENAMED.get(config.get("preset"), config.get("preset"))}
-    if model_config is None:
-        return config
-    return config, {k: v for k, v in model_config.items() if k not in LEFT_MODEL or LEFT_MODEL[k] != v}
-
-
 UNVERIFIED = "CIFAR-10 (unverified copy: not the official files)"
 
 
@@ -76,15 +58,6 @@ def machine_name(device):
     except OSError:
         name = None
     return f"{name}, {torch.get_num_threads()} threads" if name else platform.processor() or platform.machine()
-
-
-def peak_memory_mib():
-    """Peak resident memory of this process in MiB, or None where the platform cannot say (Windows)."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
 
 
 def git_commit():
@@ -131,31 +104,3 @@ def update_json(path, rows, order=()):
     tmp.write_text(json.dumps(results, indent=1))
     os.replace(tmp, path)
     return results
-
-
-def images_per_s(model, loader, optimizer, steps, precision="fp32", grad_clip=0.0, warmup=3):
-    """Training throughput of the project's train_epoch: images per second over `steps` steps of loader (begun
-    again where it ends), after `warmup` untimed steps. train_epoch's last read of the loss ends the clock."""
-    stream, seen = itertools.chain.from_iterable(itertools.repeat(loader)), []
-
-    def take(n):
-        for x, y in itertools.islice(stream, n):
-            seen.append(len(y))
-            yield x, y
-
-    kw = dict(precision=precision, scaler=grad_scaler(next(model.parameters()).device, precision),
-              grad_clip=grad_clip, progress=False)
-    if warmup:
-        train_epoch(model, take(warmup), optimizer, **kw)
-    seen.clear()
-    t = time.perf_counter()
-    train_epoch(model, take(steps), optimizer, **kw)
-    return sum(seen) / (time.perf_counter() - t)
-
-
-def written_out_forward(self, x):
-    """UltimusBlock.forward with AM written out (softmax(QK^T / sqrt 8), then AM V): the arithmetic the blocks
-    had before they used F.scaled_dot_product_attention, to compare against."""
-    q, k, v = self.qkv(x)
-    z = self.weights(q, k) @ v
-    return self.out(z.squeeze(-1) if x.dim() == 2 else z)

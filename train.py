@@ -63,7 +63,7 @@ TEACHER = "runs/teacher/logits.pt"  # the distilled preset's teacher's logits: t
 
 # the course write-up's network: 25,882 parameters, no batch norm, no residual, A = 32, softmax(QK) / sqrt 8
 REFERENCE = ModelConfig(batch_norm=False, residual=False, strides=(1, 1, 1), downsample="stride", scale="after")
-# Each preset: its network, and what it trains with besides RunConfig's defaults (docs/ablation.md says why).
+# Each preset: its network, and what it trains with besides RunConfig's defaults (docs/results.md has their rows).
 PRESETS = {
     "default": {"model": ModelConfig()},  # four blocks over the pooled vector's 8 numbers: 26,074 parameters
     "reference": {"model": REFERENCE},  # the course write-up's network under this repository's recipe
@@ -100,7 +100,7 @@ class RunConfig:
     seed: int = 0  # seeds the model's initialisation and the data order
     device: str = "auto"  # "auto" (cuda > mps > cpu), "cpu", "cuda", "mps"
     precision: str = "auto"  # "auto" (what the hardware runs natively), "bf16", "fp16", "fp32"
-    channels_last: bool = True  # NHWC activations for the convolutions (docs/speed.md)
+    channels_last: bool = True  # NHWC activations for the convolutions
     compile: bool = False  # torch.compile the model (CUDA graphs on CUDA); on the CPU it is slower for A = 8
     data_dir: str = ""  # folder with cifar-10-batches-bin/; "": $CIFAR10_DIR, else ./data
     download: bool = True  # download with torchvision when the folder has no CIFAR-10

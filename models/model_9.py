@@ -1,7 +1,7 @@
 """The ULTIMUS network, C>C>C>U>U>U>U>FFC: 3x3 convs 3->16->32->48, global average pool to X (48), four
 UltimusBlocks, FC 48->10. A block makes K, Q, V (8 numbers each) from X and attends between those 8 numbers:
 AM = softmax(Q^T K / sqrt 8) is 8x8 per image. With token_blocks = n the first n blocks attend over the A*A
-positions of conv3's map before the pool, as ViT does. Why each switch matters: docs/ablation.md."""
+positions of conv3's map before the pool, as ViT does. What each switch does to accuracy: docs/results.md."""
 import math
 from dataclasses import dataclass
 

@@ -2,7 +2,7 @@
 torch-lr-finder; copy it alone. find_lr raises the LR exponentially, one batch a step, stops when the smoothed loss
 diverges (5x its best, or NaN) and restores the model and optimizer, however it ends. Rules: "min/N" is the LR of
 the lowest smoothed loss / N; "safe" is min/2, but never above the divergence point / SAFE_DIV (a flat curve's
-minimum moves from seed to seed, the divergence point barely: docs/stability.md); "steepest" is torch-lr-finder's
+minimum moves from seed to seed, the divergence point barely); "steepest" is torch-lr-finder's
 own suggestion, noisy: kept for comparison."""
 import contextlib
 import functools
@@ -19,7 +19,7 @@ with warnings.catch_warnings():  # it imports tqdm.autonotebook, which warns in 
     from torch_lr_finder import LRFinder, TrainDataLoaderIter
 
 RULES = ("safe", "min/N", "steepest")  # min/N: any number N > 0, e.g. min/10 (fastai's habit), min/2
-SAFE_DIV = 6  # "safe": never above the divergence point / SAFE_DIV (docs/stability.md says why 6)
+SAFE_DIV = 6  # "safe": never above the divergence point / SAFE_DIV
 SKIP_START = 10  # like torch-lr-finder's plot: the first points of the smoothed curve are mostly noise
 
 

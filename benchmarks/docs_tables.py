@@ -111,6 +111,22 @@ def chance():
               f"test accuracy on the first {s['test_subset']:,} test images.")
 
 
+def off_chance(history):
+    """The first epoch whose test accuracy passes 12% (chance: 10%), or '-'."""
+    return next((str(e["epoch"]) for e in history if e["test_acc"] > 12), "-")
+
+
+def course():
+    """The course's run and one change at a time from it (course.json): test accuracy per seed after epoch 8."""
+    ladder = {name: r for name, r in load("course.json")["rows"].items() if r["trained_epochs"] >= 8}
+    if any(r["seeds"] != [0, 1, 2] for r in ladder.values()):
+        raise ValueError("course.json: the table says seeds 0, 1, 2 for every row")
+    rows = [[name, r["change"], ", ".join(f"{h[7]['test_acc']:.2f}" for h in r["histories"]),
+             ", ".join(off_chance(h) for h in r["histories"])] for name, r in ladder.items()]
+    return (table(["run", "change", "test acc after epoch 8 (%)", "off chance from epoch"], rows)
+            + "\n\nSeeds 0, 1, 2 in that order in each cell; off chance: test accuracy above 12%.")
+
+
 def notebook():
     """The committed notebook's run: both presets, what each cost."""
     m = load("notebook_run.json")
@@ -158,7 +174,7 @@ def gpu():
             + f"\n\n{g['machine']}, torch {g['torch']}.")
 
 
-TABLES = {"notebook": notebook, "presets": presets, "teacher": teacher, "chance": chance,
+TABLES = {"notebook": notebook, "presets": presets, "teacher": teacher, "chance": chance, "course": course,
           "machines": machines, "gpu": gpu, "ladder": lambda: rows_table(LADDER), "reference": lambda: rows_table(REFERENCE),
           "preset_seeds": lambda: rows_table([(f"{preset} (`{name}`)", name) for preset, name in PRESET_ROWS.items()])}
 MARK = re.compile(r"<!-- table: (\w+) -->\n(?:(?!<!-- table: ).)*?<!-- /table -->", re.S)  # one table, maybe empty

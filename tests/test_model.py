@@ -210,57 +210,19 @@ def test_logits_shape():
     assert Net()(torch.zeros(3, 3, 32, 32)).shape == (3, 10)
 
 
-LEAVING = set()  # fields still in the code but on their way out (none)
-
-
-def _is_history(row):
-    """A row marked not rebuildable must name what has left the code ({name: the value it ran with}): a
-    RunConfig or ModelConfig field, an LR rule check_rule rejects, or a variant of the deleted benchmarks/variants.py."""
-    from conftest import ROOT
-    from train import RunConfig
-    from utils.lr_finder import check_rule
-
-    if row.get("rebuildable") is not False:
-        return False
-    assert row["removed_switches"], row.get("name")
-    for name, value in row["removed_switches"].items():
-        if name == "lr_rule":
-            with pytest.raises(ValueError, match="unknown LR rule"):
-                check_rule(value)
-        elif name == "variant":
-            assert not (ROOT / "benchmarks" / "variants.py").exists()
-        else:
-            assert name in LEAVING or name not in {*RunConfig.__dataclass_fields__, *ModelConfig.__dataclass_fields__}, name
-    return True
-
-
 def test_every_result_file_records_a_config_that_rebuilds_its_network():
-    """A committed figure must say which network made it, in a form the model file still builds (or be marked history)."""
+    """A committed figure must say which network made it, in a form today's code still builds."""
     import json
 
-    from benchmarks.common import as_today
     from conftest import ROOT
     from train import RunConfig, recipe
     for e in json.loads((ROOT / "benchmarks" / "experiments.json").read_text()).values():
         recipe(**e["config"])  # every experiment still runs: each of its settings is in the code
     results = ROOT / "benchmarks" / "results"
-    rows = list(json.loads((results / "accuracy.json").read_text()).values())
-    rows += [json.loads((results / f).read_text())
-             for f in ("notebook_run.json", "failure_lr_at_loss_minimum.json", "reference_old_code_seed0.json")]
+    rows = [*json.loads((results / "accuracy.json").read_text()).values(),
+            *json.loads((results / "course.json").read_text())["rows"].values(),
+            json.loads((results / "notebook_run.json").read_text())]
     for row in rows:
-        if _is_history(row):
-            continue
-        config, model_config = as_today(row["config"], row["model_config"])
-        net_config = from_dict(ModelConfig, model_config)
-        assert from_dict(RunConfig, config).model_config() == net_config, row.get("name")
+        net_config = from_dict(ModelConfig, row["model_config"])
+        assert from_dict(RunConfig, row["config"]).model_config() == net_config, row.get("name")
         assert count_parameters(Net(net_config)) == row["params"], row.get("name")
-    others = [*json.loads((results / "signal_flow.json").read_text()).values(),
-              *json.loads((results / "lr_test_spread.json").read_text()).values()]
-    jobs = json.loads((results / "job_vs_commit.json").read_text())["runs"]
-    others += jobs["old"] + jobs["new"]
-    speed = json.loads((results / "speed.json").read_text())
-    others += [speed, speed["default_network"]] if "default_network" in speed else [speed]
-    others.append(json.loads((results / "step_parts.json").read_text()))
-    for r in others:
-        if not _is_history(r):
-            from_dict(ModelConfig, as_today({}, r["model_config"])[1])

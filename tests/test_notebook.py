@@ -1,4 +1,5 @@
 """The notebook: its first cell as Colab runs it, its committed outputs, and a small end-to-end run."""
+import copy
 import json
 import re
 import subprocess
@@ -62,35 +63,63 @@ def test_committed_notebook_reads_well_without_widgets():
     assert all(c.execution_count for c in nb.cells if c.cell_type == "code" and c.source and "REPO_URL" not in c.source)
 
 
-@pytest.mark.parametrize("precision", ["auto", "fp16"])
-def test_notebook_executes_on_a_real_slice(cifar_dir, tmp_path, monkeypatch, precision):
-    monkeypatch.setenv("CIFAR10_DIR", str(cifar_dir))
+# What each pass sets before the cells run, as papermill would inject it: the default precision on a real slice;
+# then fp16 (emulated on a CPU, 10-100x slower) on a few batches, every cell after the parameters run again with it.
+PASSES = {"auto": "epochs=2, train_subset=2048, test_subset=512, lr_finder_iters=20",
+          "fp16": "epochs=2, train_subset=32, test_subset=16, batch_size=16, lr_finder_iters=6"}
+
+
+@pytest.fixture(scope="module")
+def executed(cifar_dir, tmp_path_factory):
+    """One kernel runs the notebook once in each pass of PASSES: {precision: (its code cells, its OUT)}, and the
+    repository's `git status` before and after. A cell's error is kept in its outputs, for its pass's test to see."""
+    out = tmp_path_factory.mktemp("notebook")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     params = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    small = "train_subset=2048, test_subset=1024" if precision == "auto" else "train_subset=512, test_subset=256, batch_size=64"
-    nb.cells.insert(params + 1, nbformat.v4.new_code_cell(  # what papermill would inject
-        f"QUICK = dict(epochs=2, {small}, lr_finder_iters=20, download=False, precision={precision!r})\n"
-        f"OUT = {str(tmp_path / 'run')!r}"))
+    after_params = nb.cells[params + 1:]
+    cells, spans = nb.cells[:params + 1], {}
+    for precision, small in PASSES.items():
+        inject = nbformat.v4.new_code_cell(f"QUICK = dict({small}, download=False, precision={precision!r})\n"
+                                           f"OUT = {str(out / precision)!r}")
+        part = [inject] + [nbformat.v4.new_code_cell(c.source, metadata=copy.deepcopy(c.metadata))
+                           for c in after_params if c.cell_type == "code"]
+        spans[precision] = slice(len(cells), len(cells) + len(part))
+        cells = cells + part
+    nb.cells = cells
     before = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 8
-    result = json.loads((tmp_path / "run" / "notebook_run.json").read_text())
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("CIFAR10_DIR", str(cifar_dir))
+        NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
+                       resources={"metadata": {"path": str(ROOT)}}).execute()
+    after = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    first = [c for c in nb.cells[:params + 1] if c.cell_type == "code"]
+    parts = {precision: (nb.cells[span], out / precision) for precision, span in spans.items()}
+    return {"first": first, "parts": parts, "git": (before, after)}
+
+
+@pytest.mark.parametrize("precision", list(PASSES))
+def test_notebook_executes_on_a_real_slice(executed, precision):
+    cells, out = executed["parts"][precision]
+    outputs = [o for c in executed["first"] + cells for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"], [o.get("evalue") for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", [])) >= 8
+    result = json.loads((out / "notebook_run.json").read_text())
     assert result["default"]["history"][-1]["epoch"] == 2 and result["tokens"]["history"][-1]["epoch"] == 2
     assert result["tokens_config"]["lr_rule"] == "min/5" and result["tokens_config"]["augment"] == ["crop2", "flip"]
     assert result["config"]["augment"] == ["flip"] and result["config"]["preset"] == "default"
-    assert result["precision"] == (precision if precision != "auto" else result["precision"])
+    from utils.device import pick_device, precision_for
+    assert result["precision"] == (precision if precision != "auto" else precision_for(pick_device(verbose=False)))
+    assert result["config"]["precision"] == result["tokens_config"]["precision"] == result["precision"]
     for png in ("lr_finder.png", "curves.png", "confusion.png", "misclassified.png", "attention.png", "presets.png",
                 "attention_positions.png"):
-        assert (tmp_path / "run" / png).exists()
-    summary = next(c for c in nb.cells if c.cell_type == "code" and "summary(" in c.source)
+        assert (out / png).exists()
+    summary = next(c for c in cells if "summary(" in c.source)
     totals = re.findall(r"Total params: ([0-9,]+)", "".join(o.get("text", "") for o in summary.outputs))
     from models import Net, count_parameters
     from train import PRESETS
     assert [int(t.replace(",", "")) for t in totals] == [count_parameters(Net(PRESETS[p]["model"]))
                                                          for p in ("default", "reference")]
-    after = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    before, after = executed["git"]
     assert after == before  # running the chapter changes no file of the repository
 
 

@@ -170,8 +170,8 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(cifar_dir, tmp_path
 
 
 def test_train_py_imports_where_resource_does_not_exist(tmp_path):
-    """Windows has no `resource` module: the benchmarks still import, and peak memory is simply unknown."""
-    code = "import sys; sys.modules['resource'] = None; import benchmarks.common as c; assert c.peak_memory_mib() is None; print('ok')"
+    """Windows has no `resource` module: train.py and the benchmarks still import."""
+    code = "import sys; sys.modules['resource'] = None; import train, benchmarks.common, benchmarks.accuracy; print('ok')"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr
 

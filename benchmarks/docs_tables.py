@@ -127,6 +127,19 @@ def course():
             + "\n\nSeeds 0, 1, 2 in that order in each cell; off chance: test accuracy above 12%.")
 
 
+def mechanism():
+    """Each layer's gradient and Adam's step through epoch 1 of the course's run and its changes (course.json)."""
+    traces = load("course.json")["mechanism"]
+    layers = list(next(iter(traces.values()))["grad"][0])
+    late = lambda t, key, layer: statistics.mean(s[layer] for s in t[key][-20:])  # noqa: E731
+    rows = [[layer, *(f"{t['grad'][0][layer]:.1e}, {late(t, 'grad', layer):.1e}" for t in traces.values()),
+             *(f"{t['step'][0][layer]:.3f}, {late(t, 'step', layer):.3f}" for t in traces.values())] for layer in layers]
+    names = [f"{n}{'' if 'seed' in n else ', seed 0'}" for n in traces]
+    return (table(["layer", *(f"gradient: {n}" for n in names), *(f"step / LR: {n}" for n in names)], rows)
+            + "\n\nEach cell: at the first step, then the mean over the last 20 steps of epoch 1; gradient: root mean square "
+              "over the layer's weights; step / LR: the root mean square of the change Adam made, over the LR.")
+
+
 def notebook():
     """The committed notebook's run: both presets, what each cost."""
     m = load("notebook_run.json")
@@ -174,7 +187,7 @@ def gpu():
             + f"\n\n{g['machine']}, torch {g['torch']}.")
 
 
-TABLES = {"notebook": notebook, "presets": presets, "teacher": teacher, "chance": chance, "course": course,
+TABLES = {"notebook": notebook, "presets": presets, "teacher": teacher, "chance": chance, "course": course, "mechanism": mechanism,
           "machines": machines, "gpu": gpu, "ladder": lambda: rows_table(LADDER), "reference": lambda: rows_table(REFERENCE),
           "preset_seeds": lambda: rows_table([(f"{preset} (`{name}`)", name) for preset, name in PRESET_ROWS.items()])}
 MARK = re.compile(r"<!-- table: (\w+) -->\n(?:(?!<!-- table: ).)*?<!-- /table -->", re.S)  # one table, maybe empty

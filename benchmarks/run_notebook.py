@@ -27,7 +27,7 @@ from benchmarks.common import RESULTS, ROOT, provenance
 NOTEBOOK = ROOT / "Assignment_9_Solution.ipynb"
 RUN = ROOT / "runs" / "notebook"  # the notebook's OUT
 FIGURES = ("curves.png", "lr_finder.png", "confusion.png", "misclassified.png", "attention.png",
-           "presets.png", "attention_positions.png")
+           "presets.png", "attention_positions.png", "course_run.png")
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 

@@ -26,8 +26,8 @@ def cli(args, cifar_dir, **kw):
 
 def test_train_py_writes_valid_metrics_json(cifar_dir, tmp_path):
     out = tmp_path / "run"
-    p = cli([*QUICK[:6], "--no-download", "--no-progress", "--device", "cpu", "--epochs", "2", "--out", str(out)],
-            cifar_dir)  # no --max-lr: the range test runs; the CPU named, so a GPU machine checks the same
+    p = cli([*QUICK[:6], "--no-download", "--no-progress", "--device", "cpu", "--epochs", "2", "--lr-finder-iters", "30",
+             "--out", str(out)], cifar_dir)  # no --max-lr: the range test runs; the CPU named, so a GPU machine checks the same
     stdout, stderr = p.communicate(timeout=300)
     assert p.returncode == 0, stderr
     m = json.loads((out / "metrics.json").read_text())
@@ -38,7 +38,7 @@ def test_train_py_writes_valid_metrics_json(cifar_dir, tmp_path):
     for h in m["history"]:
         assert set(h) >= {"train_loss", "train_acc", "test_loss", "test_acc", "lr"} and h["lr"] > 0
     assert m["final_test_acc"] == m["history"][-1]["test_acc"]
-    assert m["max_lr"] == m["lr_finder"]["suggested"] > 0
+    assert m["max_lr"] == m["lr_finder"]["suggested"] > 0 and m["config"]["lr_finder_iters"] == 30
     for png in ("curves.png", "lr_finder.png", "confusion.png", "attention.png"):
         assert (out / png).stat().st_size > 1000
     assert "Epoch  2/2" in stdout

@@ -36,19 +36,23 @@ def layer_name(param_name):
     return f"{kinds[part[0]]} {int(part[1]) + 1}" if part[0] in kinds else part[0]
 
 
+def layer_rms(tensors):
+    """{parameter name: tensor} -> {layer: root mean square over all its weights}."""
+    parts = {}
+    for name, t in tensors.items():
+        parts.setdefault(layer_name(name), []).append(t.detach().double().flatten())
+    return {layer: torch.cat(ts).pow(2).mean().sqrt().item() for layer, ts in parts.items()}
+
+
 def layer_grads(net, images, labels, eps=1e-8):
     """One batch's gradient on each layer (root mean square over its weights), beside the first step Adam takes
     with it as a share of the LR: m / (sqrt(v) + eps) = g / (|g| + eps) for each weight at step 1."""
     net.zero_grad()
     torch.nn.functional.cross_entropy(net(images), labels).backward()
-    grads, steps = {}, {}
-    for name, p in net.named_parameters():
-        grads.setdefault(layer_name(name), []).append(p.grad.flatten())
-    for layer, g in grads.items():
-        g = torch.cat(g)
-        grads[layer], steps[layer] = g.pow(2).mean().sqrt().item(), (g / (g.abs() + eps)).pow(2).mean().sqrt().item()
+    grads = {n: p.grad for n, p in net.named_parameters()}
+    found = layer_rms(grads), layer_rms({n: g / (g.abs() + eps) for n, g in grads.items()})
     net.zero_grad()
-    return grads, steps
+    return found
 
 
 def entropy(am):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-from analysis import layer_name
+from analysis import layer_rms
 from benchmarks.accuracy import merge, run_seed
 from benchmarks.common import RESULTS, provenance, update_json
 from train import recipe, setup, train
@@ -43,12 +43,12 @@ def mechanism(changes, seed=0):
 
     def pre(opt, *_):
         before.update({n: p.detach().clone() for n, p in run.net.named_parameters()})
-        trace["grad"].append(per_layer({n: p.grad for n, p in run.net.named_parameters()}))
+        trace["grad"].append(layer_rms({n: p.grad for n, p in run.net.named_parameters()}))
         trace["lr"].append(opt.param_groups[0]["lr"])
 
     def post(opt, *_):
         lr = opt.param_groups[0]["lr"]
-        trace["step"].append({k: v / lr for k, v in per_layer(
+        trace["step"].append({k: v / lr for k, v in layer_rms(
             {n: p.detach() - before[n] for n, p in run.net.named_parameters()}).items()})
 
     optimizer_hooks = [register_optimizer_step_pre_hook(lambda o, a, k: pre(o)),
@@ -59,16 +59,6 @@ def mechanism(changes, seed=0):
         for h in optimizer_hooks:
             h.remove()
     return {"changes": changes, "seed": seed, "adam_eps": run.cfg.adam_eps, "epoch_1": history["epochs"][0], **trace}
-
-
-def per_layer(tensors):
-    """{parameter name: tensor} -> {layer: root mean square over its weights}."""
-    squares, counts = {}, {}
-    for name, t in tensors.items():
-        layer = layer_name(name)
-        squares[layer] = squares.get(layer, 0.0) + t.double().pow(2).sum().item()
-        counts[layer] = counts.get(layer, 0) + t.numel()
-    return {k: (squares[k] / counts[k]) ** 0.5 for k in squares}
 
 
 def main(argv=None):

@@ -193,6 +193,16 @@ def load_teacher(path, n):
     return logits[:n]
 
 
+def unwritable(folder):
+    """Why files cannot be written into folder (made if missing), or None when they can."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".writable").write_text("")
+        (folder / ".writable").unlink()
+    except OSError as e:
+        return e.strerror or str(e)
+
+
 def make_teacher(cfg, progress=True, **changes):
     """Train the distilled preset's teacher (models/teacher.py's RECIPE, with changes) on all the training images, on
     cfg's device: its logits saved at cfg.teacher and its name in teacher.json beside, for every later run."""
@@ -200,13 +210,9 @@ def make_teacher(cfg, progress=True, **changes):
     device = pick_device(cfg.device, verbose=False)
     x, y = load_cifar10(cfg.data_dir or None, train=True, download=cfg.download)
     x_test, y_test = load_cifar10(cfg.data_dir or None, train=False, download=cfg.download)
-    probe = Path(cfg.teacher).with_name("teacher.json.tmp")
-    try:  # a folder that cannot be written is one line, before the teacher trains
-        probe.parent.mkdir(parents=True, exist_ok=True)
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(f"cannot write the teacher's logits to {probe.parent}: {e.strerror}") from None
+    folder = Path(cfg.teacher).parent
+    if why := unwritable(folder):  # one line, before the teacher trains
+        raise ValueError(f"cannot write the teacher's logits to {folder}: {why}")
     name = teacher_name(settings["width"], settings["epochs"])
     print(f"no teacher logits at {cfg.teacher}: training the teacher first ({name}, {len(y):,} images, on {device}); "
           "its logits are kept there for later runs")
@@ -329,11 +335,8 @@ def train_and_report(cfg, out_dir=OUT, resume=False, progress=True, images=True)
             stage = "setting up"
         run = setup(cfg)  # fails early, before anything is written, on a bad device or data folder
         out = Path(out_dir)
-        try:  # a folder that cannot be written is one line, before any training
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "metrics.json.tmp").write_text("")
-        except OSError as e:
-            raise ValueError(f"cannot write to the output folder {out}: {e.strerror}; choose another with --out") from None
+        if why := unwritable(out):  # one line, before any training
+            raise ValueError(f"cannot write to the output folder {out}: {why}; choose another with --out")
         lr_result = None
         if not cfg.max_lr:
             stage = "the LR range test"
